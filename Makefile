@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set everything up
+# themselves (system packages through scripts/setup-system.sh, then a virtualenv in .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench setup system clean
+
+run: setup
+	$(BIN)/helixdiag --help
+	$(BIN)/helixdiag list
+
+test: setup
+	$(BIN)/ruff check helixdiag tests
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check helixdiag tests
+
+setup: system $(STAMP)
+
+system:
+	@bash scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""The layers of the path, in data-path order, and which side each runs on (SPEC.md §2).
+
+This is the one declaration of the layer list; probes, reports and the diagnosis refer to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Side(StrEnum):
+    GUEST = "guest"
+    HOST = "host"
+    EITHER = "either"
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    side: Side
+    establishes: str
+
+
+LAYERS: tuple[Layer, ...] = (
+    Layer("pipewire", Side.GUEST, "daemon reachable, a video source exists, frames flow"),
+    Layer("vsockenc", Side.GUEST, "element installed, pipeline passes the lint, healthy log"),
+    Layer("guest-tcp", Side.GUEST, "TCP connect to HOST:PORT and a protocol answer"),
+    Layer("socat", Side.HOST, "socat running, listen port and Unix target right"),
+    Layer("unix-socket", Side.HOST, "socket path exists, is a socket, someone listens"),
+    Layer("qemu", Side.HOST, "QEMU running with helix, listening, init markers in its log"),
+    Layer("encoder", Side.HOST, "an H.264 session opens and produces SPS/PPS + IDR"),
+    Layer("stream", Side.EITHER, "a real frame exchange, H.264 validated and decoded"),
+)
+
+LAYER_NAMES: tuple[str, ...] = tuple(layer.name for layer in LAYERS)
+
+
+def layer(name: str) -> Layer:
+    for item in LAYERS:
+        if item.name == name:
+            return item
+    raise KeyError(name)
