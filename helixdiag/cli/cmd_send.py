@@ -1,0 +1,119 @@
+"""`helixdiag send`: the reference guest client (a stand-in for vsockenc / the subscriber)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+from rich.table import Table
+
+from helixdiag import net
+from helixdiag.cli.options import PIXEL_FORMAT, SIZE, write_json
+from helixdiag.client import ExchangeOptions, ExchangeResult, exchange
+from helixdiag.errors import EXIT_FAILURE, ConfigError
+from helixdiag.failures import CATALOG
+
+
+@click.command("send")
+@click.option("--to", "to", default="tcp://127.0.0.1:15937", show_default=True,
+              metavar="tcp://HOST:PORT|unix://PATH", help="The host endpoint to talk to.")
+@click.option("--mode", type=click.Choice(["request", "scanout"]), default="request", show_default=True,
+              help="request = like vsockenc (our pixels in, H.264 out); scanout = SUBSCRIBE and count pushes.")
+@click.option("--frames", type=click.IntRange(1, 10_000_000), default=300, show_default=True)
+@click.option("--duration", type=click.FloatRange(0.1, None), help="Run for S seconds instead of --frames.")
+@click.option("--size", type=SIZE, default="1920x1080", show_default=True)
+@click.option("--format", "fmt", type=PIXEL_FORMAT, default="nv12", show_default=True,
+              help="nv12 | bgrx | rgbx")
+@click.option("--fps", type=click.FloatRange(0, 1000), default=0.0, show_default=True,
+              help="Request rate; 0 = as fast as the server answers.")
+@click.option("--keyframe-interval", type=click.IntRange(0, 100_000), default=60, show_default=True,
+              help="Set force_keyframe every N frames (0 = only the first).")
+@click.option("--timeout", type=click.FloatRange(0.05, 600), default=3.0, show_default=True,
+              help="Seconds to wait for each reply.")
+@click.option("--scanout-id", type=click.IntRange(0, 15), default=1, show_default=True)
+@click.option("--no-decode", is_flag=True, help="Skip decoding and the picture check (faster).")
+@click.option("--save", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+              help="Write the received H.264 (Annex-B) here, e.g. for ffprobe.")
+@click.option("--json", "json_dest", metavar="PATH|-", help="Write the result as JSON ('-' = stdout only).")
+@click.pass_obj
+def command(app, to, mode, frames, duration, size, fmt, fps, keyframe_interval, timeout,
+            scanout_id, no_decode, save, json_dest) -> None:
+    """Send frames like vsockenc (or subscribe like desktop-bridge) and judge the replies.
+
+    Every reply is checked: magic and type, one reply per request, Annex-B framing, SPS/PPS
+    on keyframes, profile and size, and the decoded picture against the one we sent.
+
+    \b
+    Examples:
+      helixdiag send --to tcp://127.0.0.1:15937 --frames 300 --size 1920x1080
+      helixdiag send --to unix://./helix-frame-export.sock --mode scanout --duration 5
+    """
+    term = app.terminal
+    if json_dest == "-":
+        term.reserve_stdout()
+    endpoint = net.parse_endpoint(to)
+    with contextlib.ExitStack() as stack:
+        save_to = None
+        if save:
+            try:
+                save_to = stack.enter_context(open(save, "wb"))  # noqa: SIM115
+            except OSError as exc:
+                raise ConfigError(f"cannot write {save}: {exc.strerror or exc}") from None
+        opts = ExchangeOptions(
+            endpoint=endpoint, mode=mode, frames=None if duration else frames, duration=duration,
+            size=size, format=fmt, fps=fps, keyframe_interval=keyframe_interval, timeout=timeout,
+            connect_timeout=timeout, scanout_id=scanout_id, decode=not no_decode, save_to=save_to,
+        )
+        term.print(f"sending to {endpoint} ({mode} mode) …")
+        try:
+            result = exchange(opts)
+        except net.NetError as exc:
+            result = ExchangeResult(str(endpoint), mode)
+            result.add("stream-connect-failed", str(exc), kind=exc.kind, errno=exc.errno)
+    if json_dest:
+        write_json(app, json_dest, result.to_dict())
+    render(app, result)
+    if result.status == "fail":
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def render(app, result: ExchangeResult) -> None:
+    term = app.terminal
+    d = result.to_dict()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="muted")
+    table.add_column()
+    f = d["frames"]
+    table.add_row("frames", f"{f['sent']} sent · {f['received']} received · {f['decoded']} decoded · "
+                            f"{f['keyframes']} keyframes")
+    table.add_row("rate", f"{d['fps']:.1f} frames/s over {d['elapsed_s']:.2f} s")
+    if d["latency_ms"]:
+        lat = d["latency_ms"]
+        label = "inter-arrival" if result.mode == "scanout" else "latency"
+        table.add_row(label, f"p50 {lat['p50']:.1f} ms · p95 {lat['p95']:.1f} ms · p99 {lat['p99']:.1f} ms")
+    if f["received"]:
+        table.add_row("size", f"{d['bytes_per_frame'] / 1000:.1f} kB/frame · {d['bitrate_bps'] / 1e6:.2f} Mbit/s")
+    if d["h264"]["profile"]:
+        table.add_row("h264", f"{d['h264']['profile']} {d['h264']['size']}")
+    if d["psnr_db"]:
+        table.add_row("picture", f"PSNR min {d['psnr_db']['min']} dB · mean {d['psnr_db']['mean']} dB")
+    term.print(table)
+    status = result.status
+    if status == "pass":
+        term.print("[pass]PASS[/pass] every reply valid, decoded and matching what was sent")
+        return
+    for finding in result.findings.values():
+        entry = CATALOG.get(finding.failure_id)
+        style = "fail" if finding.severity == "fail" else "warn"
+        times = f" (×{finding.count})" if finding.count > 1 else ""
+        term.print(f"[{style}]{finding.severity.upper()}[/{style}] [id]{finding.failure_id}[/id]{times}: "
+                   f"{_escape(finding.message)}")
+        if entry is not None:
+            term.print(f"  [hint]remedy:[/hint] {_escape(entry.remedy)}")
+            term.print(f"  [muted]more: helixdiag explain {finding.failure_id}[/muted]")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

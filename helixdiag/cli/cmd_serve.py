@@ -1,0 +1,122 @@
+"""`helixdiag serve`: the reference host encoder/server (a stand-in for QEMU)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime
+
+import click
+
+from helixdiag import net
+from helixdiag.cli.options import SIZE, write_json
+from helixdiag.faults import FAULT_KINDS, parse_fault
+from helixdiag.protocol import DEFAULT_MAX_PAYLOAD
+from helixdiag.server import FrameServer, ServerConfig
+
+FAULT_HELP = "; ".join(f"{k.name}{'=N' if k.takes_value else ''}: {k.description}" for k in FAULT_KINDS.values())
+
+
+@click.command("serve")
+@click.option("--tcp", "tcp", multiple=True, metavar="HOST:PORT",
+              help="Listen on TCP (repeatable). A bare PORT binds 127.0.0.1. Port 0 picks a free one.")
+@click.option("--unix", "unix", multiple=True, metavar="PATH",
+              help="Listen on a Unix socket (repeatable). Only an absent path or a stale socket is taken.")
+@click.option("--encoder", type=click.Choice(["auto", "x264", "videotoolbox"]), default="auto",
+              show_default=True, help="auto = VideoToolbox on macOS when it opens, else libx264.")
+@click.option("--bitrate", type=click.IntRange(10_000, 500_000_000), default=8_000_000, show_default=True,
+              help="Bits per second (CONFIG_REQ changes it at run time).")
+@click.option("--gop", type=click.IntRange(1, 100_000), default=120, show_default=True, help="Keyframe interval.")
+@click.option("--fps", type=click.IntRange(1, 240), default=60, show_default=True, help="Scanout push rate.")
+@click.option("--size", type=SIZE, default="1920x1080", show_default=True, help="Scanout desktop size.")
+@click.option("--max-clients", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option("--idle-timeout", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True,
+              help="Seconds a non-subscribed client may stay silent before it is dropped.")
+@click.option("--max-payload", type=click.IntRange(1, 2**32 - 1), default=DEFAULT_MAX_PAYLOAD,
+              show_default=True, help="Largest pixel payload accepted (the real host: 64 MiB).")
+@click.option("--fault", metavar="FAULT", help=f"Rehearse a known host bug: {FAULT_HELP}.")
+@click.option("--duration", type=click.FloatRange(0.1, None), help="Stop after this many seconds.")
+@click.option("--stats-json", metavar="PATH", help="Write the final counters as JSON here on exit.")
+@click.pass_obj
+def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_timeout,
+            max_payload, fault, duration, stats_json) -> None:
+    """Serve HXFR like QEMU's helix-frame-export, encoding real H.264.
+
+    \b
+    Request mode (vsockenc): every FRAME_REQUEST gets one FRAME_RESPONSE or ERROR.
+    Scanout mode: SUBSCRIBE, then a synthetic desktop is pushed at --fps.
+
+    \b
+    Examples:
+      helixdiag serve --tcp 127.0.0.1:15937
+      helixdiag serve --unix ./helix-frame-export.sock --fault hang
+    """
+    term = app.terminal
+    listeners = [net.parse_hostport(t, allow_zero=True) for t in tcp]
+    if not listeners and not unix:
+        listeners = [("127.0.0.1", 15937)]
+    config = ServerConfig(
+        tcp=listeners, unix=list(unix), encoder=encoder, bitrate=bitrate, gop=gop, fps=fps,
+        size=size, max_clients=max_clients, idle_timeout=idle_timeout, max_payload=max_payload,
+        fault=parse_fault(fault) if fault else None,
+    )
+
+    def log(line: str) -> None:
+        term.print(f"[muted]{datetime.now():%H:%M:%S}[/muted] {line}", markup=True)
+
+    server = FrameServer(config, log=log)
+    endpoints = server.start()
+    term.print(f"encoder: {server.encoder_note}")
+    if config.fault:
+        term.print(f"[warn]fault rehearsal:[/warn] {config.fault} "
+                   f"(a client should diagnose [id]{config.fault.expected_failure}[/id])")
+    for ep in endpoints:
+        # Machine-readable line (tests and scripts wait for it), always on stdout.
+        click.echo(f"listening {ep}", err=False)
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    started = time.monotonic()
+    try:
+        _wait(app, server, stopping, started, duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+        stats = server.stats.snapshot()
+        term.print(
+            f"stopped: {stats['clients_total']} clients, {stats['frames_out']} frames, "
+            f"{stats['bytes_in'] / 1e6:.1f} MB in, {stats['bytes_out'] / 1e6:.1f} MB out, "
+            f"{stats['errors_sent']} errors, {stats['frames_dropped']} dropped"
+        )
+        if stats_json:
+            write_json(app, stats_json, {"endpoints": [str(e) for e in endpoints],
+                                         "encoder": server.encoder_note,
+                                         "fault": str(config.fault) if config.fault else None,
+                                         **stats})
+
+
+def _wait(app, server: FrameServer, stopping: threading.Event, started: float, duration: float | None) -> None:
+    term = app.terminal
+    live = None
+    if term.is_tty and not term.quiet:
+        from rich.live import Live
+
+        live = Live(console=term.human, transient=True, refresh_per_second=2)
+        live.start()
+    try:
+        while not stopping.is_set():
+            if duration is not None and time.monotonic() - started >= duration:
+                return
+            stopping.wait(0.5)
+            if live is not None:
+                s = server.stats.snapshot()
+                live.update(
+                    f"[muted]clients {s['clients_now']} · frames {s['frames_out']} · "
+                    f"{server.stats.fps():.1f} fps · in {s['bytes_in'] / 1e6:.1f} MB · "
+                    f"out {s['bytes_out'] / 1e6:.1f} MB · Ctrl-C stops[/muted]"
+                )
+    finally:
+        if live is not None:
+            live.stop()

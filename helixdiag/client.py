@@ -1,0 +1,444 @@
+"""The reference guest client: a stand-in for vsockenc (request mode) and for the scanout
+subscriber (scanout mode) that validates every reply and names what is wrong.
+
+A library first: `exchange(options) -> ExchangeResult`. The `send` command renders the
+result; the `stream` probes reuse it so a probe and a manual `send` judge a host alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from helixdiag import h264, net, protocol
+from helixdiag.decoding import StreamDecoder, UndecodableStream
+from helixdiag.failures import CATALOG, Severity
+from helixdiag.frames import SyntheticSource, luma_plane, psnr, read_frame_number
+from helixdiag.protocol import (
+    NEED_DATA,
+    ErrorMessage,
+    FrameRequest,
+    FrameResponse,
+    PixelFormat,
+    RemoteProtocolError,
+)
+
+# A picture this far below the sent one was not made from our pixels (console, stale frame).
+MIN_PSNR_DB = 25.0
+SLOW_FRAME_MS = 100.0  # Helix's own latency goal (< 100 ms)
+
+
+@dataclass
+class ExchangeOptions:
+    endpoint: net.Endpoint
+    mode: str = "request"  # request | scanout
+    frames: int | None = 300
+    duration: float | None = None
+    size: tuple[int, int] = (1920, 1080)
+    format: PixelFormat = PixelFormat.NV12
+    fps: float = 0.0  # 0 = as fast as the server answers
+    keyframe_interval: int = 60
+    timeout: float = 3.0  # per reply
+    connect_timeout: float = 3.0
+    scanout_id: int = 1
+    decode: bool = True
+    save_to: BinaryIO | None = None  # the received Annex-B stream, e.g. for ffprobe
+
+
+@dataclass
+class Finding:
+    failure_id: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    count: int = 1
+
+    @property
+    def severity(self) -> str:
+        entry = CATALOG.get(self.failure_id)
+        return str(entry.severity) if entry else str(Severity.FAIL)
+
+
+@dataclass
+class ExchangeResult:
+    endpoint: str
+    mode: str
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_decoded: int = 0
+    keyframes: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    elapsed_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    psnr_db: list[float] = field(default_factory=list)
+    profile: str | None = None
+    coded_size: tuple[int, int] | None = None
+    pong: bool | None = None
+    findings: dict[str, Finding] = field(default_factory=dict)
+
+    # -------------------------------------------------------------- findings
+    def add(self, failure_id: str, message: str, **evidence: Any) -> None:
+        found = self.findings.get(failure_id)
+        if found is None:
+            self.findings[failure_id] = Finding(failure_id, message, evidence)
+        else:
+            found.count += 1
+
+    @property
+    def status(self) -> str:
+        severities = {f.severity for f in self.findings.values()}
+        if "fail" in severities:
+            return "fail"
+        return "warn" if "warn" in severities else "pass"
+
+    @property
+    def primary(self) -> Finding | None:
+        """The finding that explains the others (a missing SPS explains undecodable frames)."""
+        order = [f for f in self.findings.values() if f.severity == "fail"] or list(self.findings.values())
+        return order[0] if order else None
+
+    # -------------------------------------------------------------- figures
+    @property
+    def fps(self) -> float:
+        return self.frames_received / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def latency(self) -> dict[str, float] | None:
+        if not self.latencies_ms:
+            return None
+        arr = np.asarray(self.latencies_ms)
+        return {
+            "p50": round(float(np.percentile(arr, 50)), 3),
+            "p95": round(float(np.percentile(arr, 95)), 3),
+            "p99": round(float(np.percentile(arr, 99)), 3),
+            "max": round(float(arr.max()), 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        per_frame = self.bytes_received / self.frames_received if self.frames_received else 0
+        return {
+            "endpoint": self.endpoint,
+            "mode": self.mode,
+            "status": self.status,
+            "frames": {
+                "sent": self.frames_sent, "received": self.frames_received,
+                "decoded": self.frames_decoded, "keyframes": self.keyframes,
+            },
+            "elapsed_s": round(self.elapsed_s, 3),
+            "fps": round(self.fps, 2),
+            "latency_ms": self.latency(),
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "bytes_per_frame": round(per_frame),
+            "bitrate_bps": round(per_frame * 8 * self.fps),
+            "psnr_db": _psnr_summary(self.psnr_db),
+            "h264": {"profile": self.profile,
+                     "size": f"{self.coded_size[0]}x{self.coded_size[1]}" if self.coded_size else None},
+            "pong": self.pong,
+            "findings": [
+                {"failure_id": f.failure_id, "severity": f.severity, "message": f.message,
+                 "count": f.count, "evidence": f.evidence}
+                for f in self.findings.values()
+            ],
+        }
+
+
+def _psnr_summary(values: list[float]) -> dict[str, float] | None:
+    finite = [v for v in values if np.isfinite(v)]
+    if not values:
+        return None
+    return {
+        "min": round(min(finite), 2) if finite else float("inf"),
+        "mean": round(sum(finite) / len(finite), 2) if finite else float("inf"),
+    }
+
+
+class _Stop(Exception):
+    """The exchange cannot go on (no reply, closed, broken framing)."""
+
+
+class Connection:
+    """A client socket plus an HXFR decoder, with bounded waits for one message."""
+
+    def __init__(self, endpoint: net.Endpoint, connect_timeout: float) -> None:
+        self.endpoint = endpoint
+        self.sock = net.connect(endpoint, connect_timeout)
+        self.decoder = protocol.Decoder(accept=protocol.HOST_TO_GUEST)
+        self.bytes_in = 0
+
+    def send(self, msg: protocol.Message, deadline: float) -> int:
+        return net.send_parts(self.sock, protocol.encode_parts(msg), deadline)
+
+    def receive(self, timeout: float) -> protocol.Message:
+        """Next message; TimeoutError when nothing complete arrives in `timeout`,
+        EOFError when the peer closes, RemoteProtocolError on broken framing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.decoder.next_message()
+            if msg is not NEED_DATA:
+                return msg  # type: ignore[return-value]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            try:
+                n = self.sock.recv_into(self.decoder.buffer())
+            except (TimeoutError, socket.timeout):
+                raise TimeoutError from None
+            except OSError as exc:
+                raise EOFError(str(net.translate(exc, "read"))) from None
+            if n == 0:
+                raise EOFError("mid-message" if self.decoder.in_message else "at a message boundary")
+            self.bytes_in += n
+            self.decoder.commit(n)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def ping(endpoint: net.Endpoint, timeout: float) -> tuple[bool, str]:
+    """PING → PONG on a fresh connection: (answered, detail). Raises NetError on connect."""
+    conn = Connection(endpoint, timeout)
+    try:
+        conn.send(protocol.Ping(1), time.monotonic() + timeout)
+        msg = conn.receive(timeout)
+    except TimeoutError:
+        return False, f"no PONG within {timeout:g} s"
+    except EOFError as exc:
+        return False, f"connection closed ({exc})"
+    except RemoteProtocolError as exc:
+        return False, f"answer breaks the protocol ({exc.kind}): {exc}"
+    finally:
+        conn.close()
+    if isinstance(msg, protocol.Pong):
+        return True, "PONG"
+    return False, f"answered {type(msg).__name__} instead of PONG"
+
+
+def exchange(opts: ExchangeOptions) -> ExchangeResult:
+    """Connect, run the exchange in the chosen mode, validate everything; never raises
+    for what the peer does — that becomes findings. Raises NetError only on connect."""
+    result = ExchangeResult(str(opts.endpoint), opts.mode)
+    conn = Connection(opts.endpoint, opts.connect_timeout)
+    checker = _StreamChecker(result, opts)
+    started = time.monotonic()
+    try:
+        if opts.mode == "scanout":
+            _run_scanout(conn, opts, result, checker)
+        else:
+            _run_request(conn, opts, result, checker)
+    except _Stop:
+        pass
+    finally:
+        result.elapsed_s = time.monotonic() - started
+        result.bytes_received = conn.bytes_in
+        conn.close()
+        checker.finish()
+    return result
+
+
+def _want_more(opts: ExchangeOptions, count: int, started: float) -> bool:
+    if opts.duration is not None:
+        return time.monotonic() - started < opts.duration
+    return count < (opts.frames or 0)
+
+
+def _run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: _StreamChecker) -> None:
+    width, height = opts.size
+    source = SyntheticSource(width, height, opts.format)
+    layout = source.layout
+    started = time.monotonic()
+    i = 0
+    while _want_more(opts, i, started):
+        if opts.fps > 0:
+            due = started + i / opts.fps
+            if (delay := due - time.monotonic()) > 0:
+                time.sleep(delay)
+        pixels = source.frame(i)
+        req = FrameRequest(
+            width=width, height=height, format=opts.format, stride=layout.stride,
+            pts=i * 16_666_667, duration=16_666_667,
+            force_keyframe=opts.keyframe_interval > 0 and i % opts.keyframe_interval == 0 or i == 0,
+            pixels=pixels, session_id=1,
+        )
+        t0 = time.perf_counter()
+        try:
+            result.bytes_sent += conn.send(req, time.monotonic() + max(opts.timeout, 1.0))
+        except (OSError, TimeoutError) as exc:
+            result.add("stream-closed", f"sending frame {i} failed: {exc}", frame=i)
+            raise _Stop from None
+        result.frames_sent += 1
+        reply = _await_reply(conn, opts, result, i, "FRAME_RESPONSE")
+        latency_ms = (time.perf_counter() - t0) * 1000
+        if isinstance(reply, ErrorMessage):
+            result.add("encoder-error", f"host answered ERROR {reply.code}: {reply.message!r}",
+                       code=reply.code, message=reply.message, frame=i)
+        elif isinstance(reply, FrameResponse):
+            result.frames_received += 1
+            result.latencies_ms.append(latency_ms)
+            checker.check(reply, expected=(source, i))
+        else:
+            result.add("stream-protocol-error",
+                       f"expected FRAME_RESPONSE to frame {i}, got {type(reply).__name__}",
+                       frame=i, message_type=type(reply).__name__)
+            raise _Stop
+        i += 1
+    slow = [ms for ms in result.latencies_ms if ms > SLOW_FRAME_MS]
+    if result.latencies_ms and len(slow) * 2 > len(result.latencies_ms):
+        result.add("stream-slow", f"median reply took over {SLOW_FRAME_MS:g} ms",
+                   latency_ms=result.latency(), goal_ms=SLOW_FRAME_MS)
+
+
+def _await_reply(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, frame: int, what: str) -> protocol.Message:
+    try:
+        return conn.receive(opts.timeout)
+    except TimeoutError:
+        _diagnose_silence(conn, opts, result, frame, what)
+    except EOFError as exc:
+        result.add("stream-closed", f"host closed the connection while we waited for {what} {frame} ({exc})",
+                   frame=frame)
+    except RemoteProtocolError as exc:
+        if exc.kind == "bad-magic":
+            head = exc.header
+            result.add("stream-bad-magic", f"reply to frame {frame} does not start with HXFR: {exc}",
+                       frame=frame, magic=f"0x{head.magic:08x}" if head else None)
+        else:
+            result.add("stream-protocol-error", f"reply to frame {frame} breaks the protocol: {exc}",
+                       frame=frame, kind=exc.kind)
+    raise _Stop
+
+
+def _diagnose_silence(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, frame: int, what: str) -> None:
+    """No reply: is the host dead, or alive and ignoring frames (H4)? Ask with a PING."""
+    try:
+        conn.send(protocol.Ping(1), time.monotonic() + 1.0)
+        msg = conn.receive(min(opts.timeout, 2.0))
+        result.pong = isinstance(msg, protocol.Pong)
+    except (TimeoutError, EOFError, OSError, RemoteProtocolError):
+        result.pong = False
+    if result.pong and opts.mode == "request":
+        result.add("frame-request-ignored",
+                   f"no reply to frame {frame} within {opts.timeout:g} s, but PING got PONG: "
+                   "the host ignores FRAME_REQUEST (H4 behaviour)",
+                   frame=frame, timeout_s=opts.timeout, pong=True)
+    else:
+        result.add("stream-no-reply",
+                   f"no {what} for {frame} within {opts.timeout:g} s"
+                   + (" and no PONG either" if not result.pong else ""),
+                   frame=frame, timeout_s=opts.timeout, pong=result.pong)
+
+
+def _run_scanout(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: _StreamChecker) -> None:
+    conn.send(protocol.Subscribe(opts.scanout_id), time.monotonic() + opts.timeout)
+    reply = _await_reply(conn, opts, result, opts.scanout_id, "SUBSCRIBE_RESP to scanout")
+    if not isinstance(reply, protocol.SubscribeResponse):
+        result.add("stream-protocol-error", f"expected SUBSCRIBE_RESP, got {type(reply).__name__}",
+                   message_type=type(reply).__name__)
+        raise _Stop
+    if not reply.success:
+        result.add("stream-protocol-error", f"SUBSCRIBE to scanout {opts.scanout_id} refused",
+                   scanout_id=opts.scanout_id)
+        raise _Stop
+    started = time.monotonic()
+    last = time.perf_counter()
+    while _want_more(opts, result.frames_received, started):
+        msg = _await_reply(conn, opts, result, result.frames_received, "pushed frame")
+        now = time.perf_counter()
+        if isinstance(msg, FrameResponse):
+            result.frames_received += 1
+            result.latencies_ms.append((now - last) * 1000)  # inter-arrival time
+            last = now
+            checker.check(msg, expected=None)
+        elif isinstance(msg, ErrorMessage):
+            result.add("encoder-error", f"host pushed ERROR {msg.code}", code=msg.code)
+
+
+class _StreamChecker:
+    """Validates each FRAME_RESPONSE: framing, parameter sets, SPS, decodability, picture."""
+
+    def __init__(self, result: ExchangeResult, opts: ExchangeOptions) -> None:
+        self.result = result
+        self.opts = opts
+        self.decoder = StreamDecoder() if opts.decode else None
+        self.seen_keyframe = False
+        self.decode_broken = False
+
+    def check(self, resp: FrameResponse, expected: tuple[SyntheticSource, int] | None) -> None:
+        r = self.result
+        frame = r.frames_received - 1
+        if resp.nal_count != 1:
+            r.add("stream-nal-count", f"FRAME_RESPONSE carries {resp.nal_count} NAL entries; "
+                  "hosts send 1 and the Go scanout reader reads only the first",
+                  nal_count=resp.nal_count, frame=frame)
+        data = resp.data
+        if self.opts.save_to is not None:
+            self.opts.save_to.write(data)
+        framing = h264.detect_framing(data)
+        if framing == h264.Framing.AVCC:
+            r.add("stream-avcc", "H.264 is length-prefixed (AVCC), not Annex-B: h264parse cannot use it",
+                  frame=frame, first_bytes=data[:8].hex(" "))
+            return
+        if framing != h264.Framing.ANNEXB:
+            r.add("stream-undecodable", "reply is neither Annex-B nor AVCC H.264",
+                  frame=frame, first_bytes=data[:8].hex(" "))
+            return
+        try:
+            summary = h264.access_unit_summary(h264.split_annexb(data))
+        except h264.H264Error as exc:
+            r.add("stream-undecodable", f"H.264 does not parse: {exc}", frame=frame)
+            return
+        if summary.has_idr or resp.is_keyframe:
+            r.keyframes += 1
+            if not (summary.has_sps and summary.has_pps and summary.params_before_idr):
+                r.add("stream-no-sps-pps", "keyframe without SPS/PPS before the IDR: h264parse "
+                      "swallows every frame", frame=frame, has_sps=summary.has_sps, has_pps=summary.has_pps)
+                return
+            self.seen_keyframe = True
+        if summary.sps is not None:
+            r.profile = summary.sps.profile
+            r.coded_size = (summary.sps.width, summary.sps.height)
+            if expected is not None and r.coded_size != self.opts.size:
+                r.add("stream-wrong-picture",
+                      f"host encoded {summary.sps.width}x{summary.sps.height}, we sent "
+                      f"{self.opts.size[0]}x{self.opts.size[1]}",
+                      frame=frame, sent=list(self.opts.size), received=list(r.coded_size))
+        if self.decoder is None or self.decode_broken or not self.seen_keyframe:
+            return
+        try:
+            pictures = self.decoder.decode(data)
+        except UndecodableStream as exc:
+            self.decode_broken = True
+            r.add("stream-undecodable", f"decoder rejects frame {frame}: {exc}", frame=frame)
+            return
+        r.frames_decoded += len(pictures)
+        if expected is not None and pictures:
+            self._compare(pictures[-1].luma, *expected, frame)
+
+    def _compare(self, decoded_luma: np.ndarray, source: SyntheticSource, index: int, frame: int) -> None:
+        r = self.result
+        sent = luma_plane(source.frame(index), source.layout)
+        if decoded_luma.shape != sent.shape:
+            return  # size mismatch already reported from the SPS
+        quality = psnr(decoded_luma, sent)
+        r.psnr_db.append(quality)
+        number = read_frame_number(decoded_luma)
+        if quality < MIN_PSNR_DB or (number is not None and number != index):
+            r.add("stream-wrong-picture",
+                  f"decoded frame {frame} is not the picture we sent (PSNR {quality:.1f} dB, "
+                  f"frame stamp {number}, expected {index})",
+                  frame=frame, psnr_db=round(quality, 2), stamp=number, expected_stamp=index)
+
+    def finish(self) -> None:
+        r = self.result
+        if r.frames_received and not self.seen_keyframe and not (
+            {"stream-no-sps-pps", "stream-avcc"} & r.findings.keys()
+        ):
+            r.add("stream-undecodable", f"{r.frames_received} frames received, none a decodable keyframe")
+        # A missing SPS or AVCC framing explains undecodable frames; keep the cause only.
+        if {"stream-no-sps-pps", "stream-avcc"} & r.findings.keys():
+            r.findings.pop("stream-undecodable", None)
