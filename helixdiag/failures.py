@@ -44,11 +44,10 @@ class UnknownFailureId(UsageError):
 
     def __init__(self, failure_id: str, suggestions: list[str]) -> None:
         if suggestions:
-            quoted = " or ".join(suggestions)
-            message = f"unknown failure id {failure_id!r}; did you mean {quoted}?"
+            options = ", ".join(suggestions[:-1]) + " or " if len(suggestions) > 1 else ""
+            message = f"unknown failure id {failure_id!r}; did you mean {options}{suggestions[-1]}?"
         else:
-            message = f"unknown failure id {failure_id!r}"
-        message += " (`helixdiag explain --list` shows them all)"
+            message = f"unknown failure id {failure_id!r}; `helixdiag explain --list` shows them all"
         super().__init__(message)
         self.failure_id = failure_id
         self.suggestions = suggestions
@@ -474,6 +473,19 @@ _ENTRIES: tuple[Failure, ...] = (
     ),
     # ── stream ────────────────────────────────────────────────────────────────────────
     Failure(
+        "stream-connect-failed", "stream", F,
+        "The stream check could not connect to the endpoint",
+        "`helixdiag send` (or the stream probe) could not open its connection to the TCP "
+        "address or Unix socket it was given: refused, timed out, path missing, not a socket, "
+        "permission denied, or a path too long. The kind is in the evidence; the layer "
+        "probes name the cause with a more specific id.",
+        "Run `helixdiag run --all` to find the broken layer. By kind: refused or timeout on "
+        "TCP, see guest-tcp-refused, guest-tcp-timeout and qemu-not-listening; on a Unix "
+        "socket, missing → socket-missing, refused → socket-stale, not-a-socket → "
+        "socket-not-a-socket, permission → socket-permission, path-too-long → "
+        "socket-path-too-long.",
+    ),
+    Failure(
         "stream-no-reply", "stream", F,
         "The endpoint accepted a frame request or subscription, but sent nothing back",
         "No reply came within the timeout. Known causes: an H4 host ignores FRAME_REQUEST, "
@@ -506,6 +518,18 @@ _ENTRIES: tuple[Failure, ...] = (
         "Check who listens with `lsof -nP -iTCP:<port> -sTCP:LISTEN`, and point the guest at "
         "the frame-export port (see port-mismatch). A misaligned stream needs a new "
         "connection: restart the client.",
+    ),
+    Failure(
+        "stream-protocol-error", "stream", F,
+        "The endpoint's reply breaks the HXFR protocol (wrong type, size or NAL table)",
+        "The reply starts with the HXFR magic but is not a valid answer: an unknown or "
+        "unexpected message type where the reply to this request belongs, a payload_size "
+        "that does not fit its type, a payload over the size limit, or a NAL table that does "
+        "not add up. The stream is misaligned, or the peer does not follow PROTOCOL.md.",
+        "Reconnect to realign, and re-run with `helixdiag -v send --to <endpoint>` to see the "
+        "offending header. Check the host build (`[HELIX] VERSION:` in its log) and do not "
+        "mix SUBSCRIBE clients with request-mode clients on one H3 host. A custom server "
+        "must match PROTOCOL.md's message sizes exactly.",
     ),
     Failure(
         "stream-no-sps-pps", "stream", F,

@@ -20,6 +20,7 @@ carry no stamp and read back as None).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -324,10 +325,21 @@ _BAR_COLOURS = np.array([
 ], np.uint8)
 
 
-def test_card(width: int, height: int, fmt: PixelFormat | int, stride: int | None = None) -> bytearray:
+def test_card(
+    width: int, height: int, fmt: PixelFormat | int, stride: int | None = None
+) -> tuple[bytes, FrameLayout]:
     """75 % colour bars over a castellation strip and a grey ramp: a static picture that
-    stands for the VM console (what a host encodes for a request without pixels)."""
+    stands for the VM console (what a host encodes for a request without pixels).
+
+    Returns the buffer (immutable, cached: building a 1080p NV12 card takes ~150 ms) and
+    its layout."""
     layout = frame_layout(fmt, width, height, stride)
+    return _test_card_bytes(layout), layout
+
+
+@functools.lru_cache(maxsize=8)
+def _test_card_bytes(layout: FrameLayout) -> bytes:
+    width, height = layout.width, layout.height
     cols = np.minimum(np.arange(width) * 7 // max(width, 1), 6)
     rgb = np.empty((height, width, 3), np.uint8)
     top = max(1, height * 2 // 3)
@@ -338,7 +350,7 @@ def test_card(width: int, height: int, fmt: PixelFormat | int, stride: int | Non
     rgb[top:mid] = castle[None]
     ramp = (np.arange(width) * 255 // max(width - 1, 1)).astype(np.uint8)
     rgb[mid:] = ramp[None, :, None]
-    return _pack(rgb, layout)
+    return bytes(_pack(rgb, layout))
 
 
 test_card.__test__ = False  # not a pytest test despite the name

@@ -204,7 +204,7 @@ def send_parts(sock: socket.socket, parts: list, deadline: float) -> int:
             sock.settimeout(min(remaining, 1.0))
             try:
                 sent = sock.sendmsg(views[:64])
-            except (BlockingIOError, TimeoutError, socket.timeout):
+            except (BlockingIOError, TimeoutError):
                 continue
             while sent and views:
                 if sent >= views[0].nbytes:

@@ -400,7 +400,7 @@ class ClientSession(threading.Thread):
         while not self.closed.is_set() and not self.server._stop.is_set():
             try:
                 n = self.sock.recv_into(self.decoder.buffer())
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 # Subscribers legitimately send nothing; only idle non-subscribers time out.
                 idle += self.POLL
                 if self.subscription is None and idle >= self.config.idle_timeout:

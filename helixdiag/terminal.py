@@ -72,9 +72,9 @@ class Terminal:
 
     def error(self, message: str, hint: str | None = None) -> None:
         """Errors are always shown, on stderr, one line (plus an optional hint)."""
-        self.err.print(f"[fail]error:[/fail] {_escape(message)}")
+        self.err.print(f"[fail]error:[/fail] {_escape(message)}", soft_wrap=True)
         if hint:
-            self.err.print(f"[hint]hint:[/hint] {_escape(hint)}")
+            self.err.print(f"[hint]hint:[/hint] {_escape(hint)}", soft_wrap=True)
 
     def write_machine(self, text: str) -> None:
         """Raw machine output (JSON) to stdout, untouched by rich."""

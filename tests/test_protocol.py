@@ -734,11 +734,18 @@ class TestArbitraryBytes:
         _assert_same_outcome(whole, bytewise)
         if whole[1] is not None:
             assert 0 <= whole[1].offset < len(data)
-        # decode_all only ever raises RemoteProtocolError
-        try:
-            decode_all(data, **opts)
-        except RemoteProtocolError:
-            pass
+        # decode_all agrees with the incremental decoder and only raises RemoteProtocolError
+        dec = whole[2]
+        if whole[1] is not None:
+            with pytest.raises(RemoteProtocolError) as info:
+                decode_all(data, **opts)
+            assert (info.value.kind, info.value.offset) == (whole[1].kind, whole[1].offset)
+        elif dec.in_message:
+            with pytest.raises(RemoteProtocolError, match="short") as info:
+                decode_all(data, **opts)
+            assert info.value.kind == "truncated"
+        else:
+            assert [canon(m) for m in decode_all(data, **opts)] == [canon(m) for m in whole[0]]
 
     @FAST
     @given(

@@ -57,14 +57,14 @@ def test_request_mode_every_format_and_size(fmt, size):
     assert result.status == "pass", result.to_dict()["findings"]
     assert result.frames_received == 4
     assert result.frames_decoded == 4
-    assert result.coded_size == size
+    assert result.coded_size == (size[0] + size[0] % 2, size[1] + size[1] % 2)  # 4:2:0 crops in steps of 2
     assert min(result.psnr_db) > 30
 
 
 def test_request_mode_over_unix_socket(short_tmp):
     path = str(short_tmp / "hfe.sock")
     with running_server(unix=[path]) as server:
-        assert oct(os.stat(path).st_mode & 0o777) == "0o600"  # owner-only
+        assert os.stat(path).st_mode & 0o077 == 0  # owner-only
         result = run_exchange(endpoint_of(server, "unix"), frames=5)
     assert result.status == "pass", result.to_dict()["findings"]
     assert not os.path.exists(path), "serve removes the socket it created"
@@ -217,11 +217,12 @@ def test_scanout_pushes_to_every_subscriber():
 
 
 def test_slow_subscriber_does_not_slow_the_others():
-    with running_server(fps=30, size=(640, 360)) as server:
+    # All-keyframe, high-bitrate frames (~140 kB) fill the stalled peer's buffers in ~1 s.
+    with running_server(fps=30, size=(640, 360), gop=1, bitrate=50_000_000) as server:
         stalled = raw_connect(server)
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.sendall(protocol.encode(protocol.Subscribe(1)))
-        time.sleep(1.0)  # never read: its buffers fill, its frames are dropped
+        time.sleep(1.5)  # never read: its buffers fill, its frames are dropped
         try:
             healthy = run_exchange(endpoint_of(server), mode="scanout", duration=2.0, size=(640, 360))
         finally:
