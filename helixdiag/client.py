@@ -16,7 +16,7 @@ import numpy as np
 
 from helixdiag import h264, net, protocol
 from helixdiag.decoding import StreamDecoder, UndecodableStream
-from helixdiag.failures import CATALOG, Severity
+from helixdiag.findings import Finding, worst_status
 from helixdiag.frames import SyntheticSource, luma_plane, psnr, read_frame_number
 from helixdiag.protocol import (
     NEED_DATA,
@@ -50,19 +50,6 @@ class ExchangeOptions:
 
 
 @dataclass
-class Finding:
-    failure_id: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    count: int = 1
-
-    @property
-    def severity(self) -> str:
-        entry = CATALOG.get(self.failure_id)
-        return str(entry.severity) if entry else str(Severity.FAIL)
-
-
-@dataclass
 class ExchangeResult:
     endpoint: str
     mode: str
@@ -90,10 +77,7 @@ class ExchangeResult:
 
     @property
     def status(self) -> str:
-        severities = {f.severity for f in self.findings.values()}
-        if "fail" in severities:
-            return "fail"
-        return "warn" if "warn" in severities else "pass"
+        return worst_status(self.findings.values())
 
     @property
     def primary(self) -> Finding | None:
@@ -138,11 +122,7 @@ class ExchangeResult:
             "h264": {"profile": self.profile,
                      "size": f"{self.coded_size[0]}x{self.coded_size[1]}" if self.coded_size else None},
             "pong": self.pong,
-            "findings": [
-                {"failure_id": f.failure_id, "severity": f.severity, "message": f.message,
-                 "count": f.count, "evidence": f.evidence}
-                for f in self.findings.values()
-            ],
+            "findings": [f.to_dict() for f in self.findings.values()],
         }
 
 

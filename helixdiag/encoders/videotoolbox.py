@@ -6,6 +6,13 @@ kVTEncodeFrameOptionKey_ForceKeyFrame. FFmpeg's wrapper emits Annex-B with SPS/P
 front of keyframes when GLOBAL_HEADER is off; the base class normalises the AU anyway.
 Bitrate changes reopen the session at the next frame. Untested off macOS: elsewhere
 opening raises EncoderUnavailable without trying.
+
+Caveat (from FFmpeg's videotoolboxenc.c, not observed here): the wrapper pops finished
+frames without waiting (`vtenc_q_pop(vtctx, !frame, ...)`) and returns nothing for the
+first frame, so output usually lags input by a frame. The base class then drains the
+session (VTCompressionSessionCompleteFrames) to keep one AU per request and reopens it,
+which makes every frame an IDR and costs a session creation per frame — correct, but
+unlike the host. Watch `reopens`; a direct PyObjC VideoToolbox binding would avoid it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,49 @@
+"""A finding: one failure id seen, with the evidence behind it.
+
+Shared by everything that judges (the client, the log scanner, the pipeline lint, the
+probes), so every finding prints its id and takes its severity from the one catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from helixdiag.failures import CATALOG, Severity
+
+
+@dataclass
+class Finding:
+    failure_id: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.failure_id not in CATALOG:
+            raise ValueError(f"unknown failure id {self.failure_id!r}: add it to helixdiag/failures.py")
+
+    @property
+    def severity(self) -> str:
+        return str(CATALOG[self.failure_id].severity)
+
+    @property
+    def remedy(self) -> str:
+        return CATALOG[self.failure_id].remedy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "failure_id": self.failure_id,
+            "severity": self.severity,
+            "message": self.message,
+            "count": self.count,
+            "evidence": self.evidence,
+        }
+
+
+def worst_status(findings: list[Finding] | Any) -> str:
+    """pass | warn | fail for a collection of findings."""
+    severities = {f.severity for f in findings}
+    if str(Severity.FAIL) in severities:
+        return "fail"
+    return "warn" if str(Severity.WARN) in severities else "pass"
