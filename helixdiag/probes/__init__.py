@@ -1,11 +1,65 @@
-"""Probe registry: each layer module registers its probes here (see `register`)."""
+"""Probe registry and the result vocabulary.
+
+A probe is a function `probe(ctx) -> Outcome` registered with `@register(...)` in the
+module of its layer. It judges observations and returns an outcome; it never prints.
+Adding a probe is one function in one layer module (and that module listed in `_MODULES`).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from helixdiag.layers import LAYER_NAMES, Side
+
+if TYPE_CHECKING:
+    from helixdiag.probes.context import ProbeContext
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    BLOCKED = "blocked"
+    ERROR = "error"
+
+
+@dataclass
+class Outcome:
+    """What a probe concluded. `remedy` defaults to the catalog's remedy for the id."""
+
+    status: Status
+    summary: str
+    failure_id: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    remedy: str | None = None
+
+
+def passed(summary: str, **evidence: Any) -> Outcome:
+    return Outcome(Status.PASS, summary, evidence=evidence)
+
+
+def failed(failure_id: str, summary: str, *, remedy: str | None = None, **evidence: Any) -> Outcome:
+    return Outcome(Status.FAIL, summary, failure_id, evidence, remedy)
+
+
+def warned(failure_id: str, summary: str, *, remedy: str | None = None, **evidence: Any) -> Outcome:
+    return Outcome(Status.WARN, summary, failure_id, evidence, remedy)
+
+
+def skipped(reason: str, **evidence: Any) -> Outcome:
+    return Outcome(Status.SKIP, reason, evidence=evidence)
+
+
+def blocked(reason: str, **evidence: Any) -> Outcome:
+    return Outcome(Status.BLOCKED, reason, evidence=evidence)
+
+
+ProbeFunc = Callable[["ProbeContext"], Outcome]
 
 
 @dataclass(frozen=True)
@@ -14,29 +68,57 @@ class ProbeSpec:
     layer: str
     side: Side
     description: str
-    func: Callable[..., object]
+    func: ProbeFunc
+    needs: tuple[str, ...] = ()  # probes whose failure makes this one `blocked`
+    talks: bool = False  # opens HXFR connections: serialised (single-client hosts)
+    timeout: float | None = None  # seconds; None = derived from the run's --timeout
 
 
 REGISTRY: dict[str, ProbeSpec] = {}
 
+# The layer modules; importing them fills REGISTRY.
+_MODULES = (
+    "helixdiag.probes.guest_tcp",
+    "helixdiag.probes.socat",
+    "helixdiag.probes.unix_socket",
+    "helixdiag.probes.qemu",
+    "helixdiag.probes.encoder",
+    "helixdiag.probes.stream",
+)
+
 
 def register(
-    probe_id: str, *, layer: str, side: Side, description: str
-) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    probe_id: str,
+    *,
+    layer: str,
+    side: Side,
+    description: str,
+    needs: tuple[str, ...] = (),
+    talks: bool = False,
+    timeout: float | None = None,
+) -> Callable[[ProbeFunc], ProbeFunc]:
     """Decorator: add a probe function to the registry under `probe_id`."""
     if layer not in LAYER_NAMES:
         raise ValueError(f"unknown layer {layer!r} for probe {probe_id!r}")
+    if not probe_id.startswith(layer + "."):
+        raise ValueError(f"probe id {probe_id!r} must start with its layer {layer!r}")
 
-    def wrap(func: Callable[..., object]) -> Callable[..., object]:
+    def wrap(func: ProbeFunc) -> ProbeFunc:
         if probe_id in REGISTRY:
             raise ValueError(f"probe {probe_id!r} registered twice")
-        REGISTRY[probe_id] = ProbeSpec(probe_id, layer, side, description, func)
+        REGISTRY[probe_id] = ProbeSpec(probe_id, layer, side, description, func, needs, talks, timeout)
         return func
 
     return wrap
 
 
+def load() -> None:
+    for name in _MODULES:
+        importlib.import_module(name)
+
+
 def all_probes() -> list[ProbeSpec]:
     """Every registered probe, in layer order then registration order."""
+    load()
     order = {name: i for i, name in enumerate(LAYER_NAMES)}
     return sorted(REGISTRY.values(), key=lambda p: order[p.layer])

@@ -1,0 +1,121 @@
+"""`helixdiag selftest`: the bundled local stack, diagnosed (and broken on purpose)."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from helixdiag import runner, selftest
+from helixdiag.cli.cmd_run import _write
+from helixdiag.cli.options import write_json
+from helixdiag.report import junit, text
+from helixdiag.report.model import Report
+
+
+@click.command("selftest")
+@click.option("--break", "break_id", metavar="ID|all",
+              help=f"Break one layer on purpose and check the diagnosis names it: all, {', '.join(selftest.scenario_names())}.")
+@click.option("--json", "json_dest", metavar="PATH|-", help="Write the JSON report (the last one with --break all).")
+@click.option("--junit", "junit_dest", metavar="PATH", help="Write JUnit XML (one testcase per scenario with --break all).")
+@click.pass_obj
+def command(app, break_id, json_dest, junit_dest) -> None:
+    """Start serve + real socat on loopback in a temporary directory, then diagnose it.
+
+    \b
+    Unbroken, every layer that applies must pass (QEMU-only checks are skipped: the
+    host is `helixdiag serve`). With --break ID, the diagnosis must name ID as the root
+    cause. Everything started is torn down afterwards, also on Ctrl-C or failure.
+
+    \b
+    Examples:
+      helixdiag selftest
+      helixdiag selftest --break socket-stale
+      helixdiag selftest --break all --junit selftest.xml
+    """
+    if json_dest == "-":
+        app.terminal.reserve_stdout()
+    if break_id == "all":
+        ok = _break_all(app, json_dest, junit_dest)
+    else:
+        ok = _one(app, break_id, json_dest, junit_dest)
+    if not ok:
+        raise click.exceptions.Exit(1)
+
+
+def diagnose(break_id: str | None) -> tuple[Report, list[str]]:
+    stack, cfg = selftest.build(break_id)
+    with stack:
+        selftest.loopback_only(cfg)
+        report = runner.Runner(cfg, runner.select([], True)).run()
+        return report, list(stack.notes)
+
+
+def verdict(break_id: str | None, report: Report) -> tuple[bool, str]:
+    root = report.diagnosis.root_cause
+    got = root.failure_id if root else None
+    if break_id is None:
+        errors = [p.id for p in report.probes if str(p.status) == "error"]
+        ok = report.diagnosis.status != "fail" and not errors
+        return ok, "healthy" if ok else f"expected a healthy stack, got {got or 'probe errors: ' + ', '.join(errors)}"
+    return got == break_id, got or "no root cause"
+
+
+def _one(app, break_id, json_dest, junit_dest) -> bool:
+    t = app.terminal
+    report, notes = diagnose(break_id)
+    t.print("[muted]stack: " + " · ".join(notes) + "[/muted]")
+    if json_dest:
+        write_json(app, json_dest, report.to_dict())
+    if junit_dest:
+        _write(junit_dest, junit.render(report))
+    text.render(t, report)
+    ok, got = verdict(break_id, report)
+    if break_id:
+        mark = "[pass]MATCH[/pass]" if ok else "[fail]MISMATCH[/fail]"
+        t.print(f"selftest: broke [id]{break_id}[/id], diagnosed [id]{got}[/id] → {mark}")
+    else:
+        t.print(f"selftest: {'[pass]healthy stack diagnosed healthy[/pass]' if ok else '[fail]' + got + '[/fail]'}")
+    return ok
+
+
+def _break_all(app, json_dest, junit_dest) -> bool:
+    t = app.terminal
+    rows = []
+    names = [None, *selftest.scenario_names()]
+    last = None
+    for i, name in enumerate(names, 1):
+        label = name or "(healthy)"
+        if t.is_tty and not t.quiet:
+            with t.human.status(f"[{i}/{len(names)}] {label}…"):
+                report, _ = diagnose(name)
+        else:
+            report, _ = diagnose(name)
+        ok, got = verdict(name, report)
+        rows.append((label, got, ok, report.duration_ms))
+        t.print(f"[{i}/{len(names)}] {label}: {'[pass]match[/pass]' if ok else '[fail]MISMATCH[/fail]'}")
+        last = report
+    table = Table(title="selftest --break all", title_justify="left")
+    for col in ("broken layer", "diagnosed root cause", "match", "time"):
+        table.add_column(col)
+    for label, got, ok, ms in rows:
+        table.add_row(label, got, "[pass]yes[/pass]" if ok else "[fail]NO[/fail]", f"{ms / 1000:.2f} s")
+    t.print(table)
+    if json_dest and last is not None:
+        write_json(app, json_dest, last.to_dict())
+    if junit_dest:
+        _write(junit_dest, _scenario_junit(rows))
+    return all(ok for _, _, ok, _ in rows)
+
+
+def _scenario_junit(rows) -> str:
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", {"name": "helixdiag-selftest", "tests": str(len(rows)),
+                                     "failures": str(sum(1 for r in rows if not r[2]))})
+    for label, got, ok, ms in rows:
+        case = ET.SubElement(suite, "testcase", {"classname": "helixdiag.selftest", "name": label,
+                                                 "time": f"{ms / 1000:.3f}"})
+        if not ok:
+            ET.SubElement(case, "failure", {"message": f"broke {label}, diagnosed {got}"})
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

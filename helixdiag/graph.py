@@ -1,0 +1,131 @@
+"""Diagnosis as data over a graph: which layer needs which, and which failure explains which.
+
+The root cause is the failing probe that nothing else failing explains: a layer's failure
+explains every failure in the layers that depend on it (transitively), and a few failures
+explain others directly (`EXPLAINS`), where the data path alone would point the wrong way —
+a stale socket file is why QEMU's bind failed, not the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from helixdiag.failures import CATALOG
+from helixdiag.layers import LAYER_NAMES
+from helixdiag.probes import Status
+from helixdiag.report.model import Diagnosis, ProbeResult, RootCause
+
+# layer → the layers it needs, per topology. The guest's TCP hop needs the host's listener
+# and the host endpoint actually answering (`stream` talks to it directly), so a failing
+# `stream` explains `guest-no-reply`, never the other way round.
+_COMMON = {
+    "pipewire": (),
+    "vsockenc": ("pipewire", "guest-tcp"),
+    "encoder": (),
+    "qemu": (),
+}
+DEPENDS_ON: dict[str, dict[str, tuple[str, ...]]] = {
+    "socat": {
+        **_COMMON,
+        "guest-tcp": ("socat", "stream"),
+        "socat": ("unix-socket",),
+        "unix-socket": ("qemu",),
+        "stream": ("unix-socket", "encoder"),
+    },
+    "tcp": {
+        **_COMMON,
+        "guest-tcp": ("qemu", "stream"),
+        "socat": (),
+        "unix-socket": (),
+        "stream": ("qemu", "encoder"),
+    },
+}
+DEPENDS_ON["unknown"] = DEPENDS_ON["tcp"]
+
+# failure id → failure ids it explains regardless of the layer order.
+EXPLAINS: dict[str, frozenset[str]] = {
+    "socket-stale": frozenset({"qemu-not-listening", "qemu-bind-failed", "qemu-init-failed"}),
+    "socket-not-a-socket": frozenset({"qemu-not-listening", "qemu-bind-failed", "qemu-init-failed"}),
+    "socket-path-too-long": frozenset({"qemu-not-listening", "qemu-bind-failed", "qemu-init-failed"}),
+    # QEMU runs but its socket is not where it should be: the missing file is the finding
+    # to act on (wrong directory, sandbox), more specific than "QEMU does not listen".
+    "socket-missing": frozenset({"qemu-not-listening"}),
+    "port-mismatch": frozenset({
+        "guest-tcp-refused", "guest-tcp-timeout", "guest-no-reply", "guest-closed",
+        "vsockenc-connect-failed", "socat-not-running",
+    }),
+    "socat-port-conflict": frozenset({"qemu-bind-failed", "socat-not-running", "port-mismatch"}),
+    "qemu-binary-stale": frozenset({"qemu-no-helix", "qemu-not-listening", "frame-request-ignored"}),
+    "qemu-no-helix": frozenset({"qemu-not-listening"}),
+    "encoder-unavailable": frozenset({"encoder-error"}),
+}
+
+
+def needs_closure(topology: str) -> dict[str, set[str]]:
+    """layer → every layer it needs, directly or not."""
+    graph = DEPENDS_ON.get(topology, DEPENDS_ON["tcp"])
+    closure: dict[str, set[str]] = {}
+
+    def visit(layer: str, trail: tuple[str, ...]) -> set[str]:
+        if layer in closure:
+            return closure[layer]
+        out: set[str] = set()
+        for dep in graph.get(layer, ()):
+            if dep not in trail:
+                out.add(dep)
+                out |= visit(dep, (*trail, dep))
+        closure[layer] = out
+        return out
+
+    for name in LAYER_NAMES:
+        visit(name, (name,))
+    return closure
+
+
+def _explains(cause: ProbeResult, effect: ProbeResult, closure: dict[str, set[str]]) -> bool:
+    if cause is effect:
+        return False
+    c_id, e_id = cause.failure_id or "", effect.failure_id or ""
+    if e_id in EXPLAINS.get(c_id, ()):
+        return True
+    if c_id in EXPLAINS.get(e_id, ()):
+        return False  # the explicit rule wins over the layer order
+    return cause.layer in closure.get(effect.layer, set())
+
+
+def diagnose(results: Iterable[ProbeResult], topology: str) -> Diagnosis:
+    results = list(results)
+    failing = [r for r in results if r.status == Status.FAIL and r.failure_id]
+    warnings = [r for r in results if r.status == Status.WARN and r.failure_id]
+    errors = [r for r in results if r.status == Status.ERROR]
+    closure = needs_closure(topology)
+
+    roots = [r for r in failing if not any(_explains(o, r, closure) for o in failing)]
+    # Deepest first: the layer that most others need, then data-path order.
+    depth = {name: sum(name in needs for needs in closure.values()) for name in LAYER_NAMES}
+    roots.sort(key=lambda r: (-depth.get(r.layer, 0), LAYER_NAMES.index(r.layer)))
+
+    root_cause = None
+    symptoms: list[dict[str, str]] = []
+    if roots:
+        top = roots[0]
+        entry = CATALOG.get(top.failure_id or "")
+        root_cause = RootCause(
+            failure_id=top.failure_id or "",
+            layer=top.layer,
+            probe=top.id,
+            explanation=top.summary + (f" — {entry.explanation}" if entry else ""),
+            remedy=top.remedy or (entry.remedy if entry else ""),
+        )
+        symptoms = [
+            {"probe": r.id, "failure_id": r.failure_id or ""}
+            for r in failing if r is not top and _explains(top, r, closure)
+        ]
+
+    ordered = ([roots[0]] if roots else []) + [r for r in failing + warnings if not roots or r is not roots[0]]
+    findings: list[str] = []
+    for r in ordered:
+        if r.failure_id and r.failure_id not in findings:
+            findings.append(r.failure_id)
+    status = "fail" if failing or errors else "warn" if warnings else "pass"
+    return Diagnosis(status, root_cause, findings, symptoms)

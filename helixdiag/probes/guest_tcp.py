@@ -1,0 +1,88 @@
+"""guest-tcp layer: what the guest dials (HOST:PORT), whether it connects, and whether the
+far end answers — under SLiRP a successful connect proves nothing about the host."""
+
+from __future__ import annotations
+
+from helixdiag import net
+from helixdiag.client import ExchangeOptions, exchange, ping
+from helixdiag.layers import Side
+from helixdiag.probes import Outcome, failed, passed, register, skipped
+from helixdiag.probes.context import ProbeContext
+
+HOST_CHECKS = "Run `helixdiag run --side host` on the Mac to see which host hop is broken."
+
+
+def _target(ctx: ProbeContext) -> tuple[str, int | None, str]:
+    cfg = ctx.config
+    if cfg.port is not None:
+        return cfg.host, cfg.port, cfg.source("port")
+    return cfg.host, ctx.topology.listen_port, ctx.topology.port_source
+
+
+@register("guest-tcp.port", layer="guest-tcp", side=Side.GUEST,
+          description="the port the guest dials is the port the host listens on")
+def guest_port(ctx: ProbeContext) -> Outcome:
+    cfg, topo = ctx.config, ctx.topology
+    if cfg.port is None:
+        return skipped("no guest port configured (--port); the guest would dial the discovered one")
+    if topo.listen_port is None or topo.port_source == cfg.source("port"):
+        return skipped("no host-side port discovered to compare with")
+    evidence = {"guest_port": cfg.port, "guest_port_from": cfg.source("port"),
+                "host_port": topo.listen_port, "host_port_from": topo.port_source}
+    if cfg.port != topo.listen_port:
+        return failed("port-mismatch",
+                      f"the guest dials {cfg.port} ({cfg.source('port')}) but the host listens on "
+                      f"{topo.listen_port} ({topo.port_source})",
+                      remedy=f"Make both sides use one port: set the guest's tcp-port / "
+                             f"HELIX_FRAME_EXPORT_PORT to {topo.listen_port}, or start the host on {cfg.port}.",
+                      **evidence)
+    return passed(f"guest and host agree on port {cfg.port}", **evidence)
+
+
+@register("guest-tcp.connect", layer="guest-tcp", side=Side.GUEST,
+          description="TCP connect to HOST:PORT")
+def guest_connect(ctx: ProbeContext) -> Outcome:
+    host, port, source = _target(ctx)
+    if port is None:
+        return skipped("no port to dial: give --port (or run where the host side can be discovered)")
+    endpoint = net.Endpoint("tcp", host=host, port=port)
+    evidence = {"endpoint": str(endpoint), "port_from": source, "timeout_s": ctx.config.timeout}
+    try:
+        sock = net.connect(endpoint, ctx.config.timeout)
+    except net.NetError as exc:
+        evidence.update(kind=exc.kind, errno=exc.errno)
+        if exc.kind == "refused":
+            return failed("guest-tcp-refused", f"{endpoint}: connection refused — nothing listens there",
+                          remedy=f"Nothing listens on {port} on the host. {HOST_CHECKS}", **evidence)
+        return failed("guest-tcp-timeout", f"{endpoint}: {exc}",
+                      remedy=f"The host does not answer TCP on {port}. {HOST_CHECKS}", **evidence)
+    sock.close()
+    return passed(f"connected to {endpoint}", **evidence)
+
+
+@register("guest-tcp.ping", layer="guest-tcp", side=Side.GUEST, talks=True, needs=("guest-tcp.connect",),
+          description="PING → PONG through the guest's path, and one frame exchanged")
+def guest_ping(ctx: ProbeContext) -> Outcome:
+    host, port, _ = _target(ctx)
+    if port is None:
+        return skipped("no port to dial")
+    endpoint = net.Endpoint("tcp", host=host, port=port)
+    try:
+        ok, detail = ping(endpoint, ctx.config.timeout)
+    except net.NetError as exc:
+        return failed("guest-tcp-refused" if exc.kind == "refused" else "guest-tcp-timeout",
+                      f"{endpoint}: {exc}", endpoint=str(endpoint))
+    evidence = {"endpoint": str(endpoint), "ping": detail}
+    if not ok:
+        if "closed" in detail:
+            return failed("guest-closed", f"{endpoint} accepted, then closed without an answer ({detail})",
+                          remedy=f"Something accepts on {port} but its backend is gone (socat whose Unix "
+                                 f"target refuses?). {HOST_CHECKS}", **evidence)
+        return failed("guest-no-reply", f"{endpoint} accepted but never answered PING ({detail})",
+                      remedy=f"The far side is dead or hung. {HOST_CHECKS}", **evidence)
+    result = exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=(320, 240),
+                                      timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
+    evidence["frame"] = result.to_dict()
+    if "frame-request-ignored" in result.findings:
+        return failed("frame-request-ignored", result.findings["frame-request-ignored"].message, **evidence)
+    return passed(f"{endpoint} answers PING, and a frame ({result.status})", **evidence)

@@ -1,0 +1,154 @@
+"""qemu layer (host): the QEMU process, what it listens on, its binary, its log, its dylibs."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from helixdiag.layers import Side
+from helixdiag.observe import parsers
+from helixdiag.observe.system import iso_time, run_command
+from helixdiag.probes import Outcome, failed, passed, register, skipped
+from helixdiag.probes.context import ProbeContext
+from helixdiag.topology import QemuInstance
+
+HELIX_MARKER = b"[HELIX]"
+VERSION_RE = re.compile(rb"\[HELIX\] VERSION: ([\x20-\x7e]{1,120})")
+SCAN_CHUNK = 1 << 20
+
+
+def _stand_in(ctx: ProbeContext) -> dict[str, object] | None:
+    """The process serving the endpoint when it is not QEMU (e.g. `helixdiag serve`)."""
+    topo = ctx.topology
+    pids: list[int | None] = []
+    if topo.socket_path:
+        pids += [h.pid for h in ctx.obs.socket_holders(topo.socket_path) if h.listening]
+    if topo.kind == "tcp" and topo.listen_port:
+        pids += [lis.pid for lis in ctx.obs.listeners_on_port(topo.listen_port)]
+    for pid in pids:
+        proc = ctx.obs.process(pid)
+        if proc is not None and not proc.is_qemu and not proc.is_socat:
+            return {"pid": proc.pid, "command": proc.command_line[:300], "role": proc.role()}
+    return None
+
+
+def _instances(ctx: ProbeContext) -> list[QemuInstance]:
+    return ctx.topology.qemu
+
+
+@register("qemu.process", layer="qemu", side=Side.HOST,
+          description="a QEMU process runs, with its helix-port and virtio-gpu device")
+def qemu_process(ctx: ProbeContext) -> Outcome:
+    qemus = _instances(ctx)
+    if not qemus:
+        stand_in = _stand_in(ctx)
+        if stand_in is not None:
+            return skipped(f"the endpoint is served by pid {stand_in['pid']} ({stand_in['role']}), "
+                           "not QEMU: QEMU checks skipped", stand_in=stand_in)
+        return failed("qemu-not-running", "no QEMU process (qemu-system-*, qemu-aarch64-softmmu, QEMULauncher)",
+                      processes_scanned=len(ctx.obs.processes))
+    q = qemus[0]
+    evidence = {
+        "instances": [{**i.process.describe(), "helix_port": i.helix_port,
+                       "virtio_gpu": i.config.virtio_gpu if i.config else None,
+                       "binary": i.binary, "parse_error": i.error} for i in qemus],
+    }
+    port = f", helix-port={q.helix_port}" if q.helix_port else ""
+    return passed(f"QEMU pid {q.process.pid} ({os.path.basename(q.binary or q.process.name)}{port})", **evidence)
+
+
+@register("qemu.listener", layer="qemu", side=Side.HOST, needs=("qemu.process",),
+          description="QEMU itself listens on its helix port or holds the socket")
+def qemu_listener(ctx: ProbeContext) -> Outcome:
+    qemus = _instances(ctx)
+    if not qemus:
+        return skipped("no QEMU process")
+    topo = ctx.topology
+    pids = {q.process.pid for q in qemus}
+    tcp = [{"pid": lis.pid, "address": lis.address} for lis in ctx.obs.tcp_listeners if lis.pid in pids]
+    holds = []
+    if topo.socket_path:
+        holds = [{"pid": h.pid, "listening": h.listening}
+                 for h in ctx.obs.socket_holders(topo.socket_path) if h.pid in pids]
+    evidence = {"qemu_pids": sorted(pids), "tcp_listening": tcp, "socket": topo.socket_path,
+                "socket_held": holds, "topology": topo.kind}
+    if topo.kind == "socat":
+        if any(h["listening"] for h in holds):
+            return passed(f"QEMU listens on {topo.socket_path}", **evidence)
+        return failed("qemu-not-listening",
+                      f"QEMU runs but does not listen on {topo.socket_path or 'its Unix socket'}", **evidence)
+    expected = topo.listen_port
+    mine = [t for t in tcp if expected is None or t["address"].endswith(f":{expected}")]
+    if mine:
+        return passed(f"QEMU listens on {mine[0]['address']}", **evidence)
+    want = f"port {expected}" if expected else "any TCP port"
+    return failed("qemu-not-listening", f"QEMU runs but does not listen on {want}", **evidence)
+
+
+@register("qemu.binary", layer="qemu", side=Side.HOST, needs=("qemu.process",),
+          description="the running binary is the one on disk, and has the helix module")
+def qemu_binary(ctx: ProbeContext) -> Outcome:
+    qemus = _instances(ctx)
+    if not qemus:
+        return skipped("no QEMU process")
+    q = qemus[0]
+    binary = q.binary
+    if not binary or not os.path.isfile(binary):
+        return skipped(f"cannot read the QEMU binary ({binary or 'unknown path'})")
+    mtime = os.stat(binary).st_mtime
+    evidence: dict[str, object] = {"binary": binary, "binary_mtime": iso_time(mtime),
+                                   "process_started": iso_time(q.process.started)}
+    if q.process.started and mtime > q.process.started + 1:
+        return failed("qemu-binary-stale",
+                      f"{binary} changed after QEMU pid {q.process.pid} started: the running code is the old build",
+                      **evidence)
+    found, version = scan_binary(binary)
+    evidence.update(helix_strings=found, version=version)
+    if not found:
+        return failed("qemu-no-helix", f"{binary} has no [HELIX] strings: not a helix build", **evidence)
+    return passed(f"binary has the helix module{f' ({version})' if version else ''}", **evidence)
+
+
+def scan_binary(path: str) -> tuple[bool, str | None]:
+    """Stream the file looking for `[HELIX]` and the VERSION banner (never read it whole)."""
+    found, version = False, None
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(SCAN_CHUNK):
+            window = tail + chunk
+            if HELIX_MARKER in window:
+                found = True
+            if version is None and (m := VERSION_RE.search(window)):
+                version = m.group(1).decode("ascii", "replace").rstrip()
+            if found and version:
+                break
+            tail = window[-200:]
+    return found, version
+
+
+@register("qemu.dylibs", layer="qemu", side=Side.HOST, needs=("qemu.process",),
+          description="macOS: the binary's dylib paths load inside UTM's sandbox")
+def qemu_dylibs(ctx: ProbeContext) -> Outcome:
+    if sys.platform != "darwin":
+        return skipped("macOS only (otool -L)")
+    qemus = _instances(ctx)
+    if not qemus or not qemus[0].binary:
+        return skipped("no QEMU binary")
+    result = run_command(["otool", "-L", qemus[0].binary])
+    if result.error or result.returncode:
+        return skipped(f"otool -L failed: {result.error or result.stderr.strip()[:200]}")
+    return judge_dylibs(parsers.parse_otool_L(result.stdout))
+
+
+def judge_dylibs(deps: parsers.OtoolDeps) -> Outcome:
+    build = list(deps.paths_of_kind("build"))
+    evidence = {"binary": deps.binary, "dependencies": len(deps.deps), "build_paths": build,
+                "other_absolute": list(deps.paths_of_kind("package"))}
+    if build:
+        return failed("qemu-dylib-sysroot",
+                      f"{len(build)} dylib path(s) point into a build tree, e.g. {build[0]}", **evidence)
+    if evidence["other_absolute"]:
+        # Homebrew dependencies (capstone, gnutls) are left alone by fix-qemu-paths.sh (FAILURES #32).
+        return passed("no build-tree paths; some dylibs come from a package prefix (Homebrew)", **evidence)
+    return passed("every dylib path is a system or @rpath path", **evidence)

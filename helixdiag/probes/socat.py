@@ -1,0 +1,124 @@
+"""socat layer (host, socat topology): is socat running, on the right port, into the right socket."""
+
+from __future__ import annotations
+
+import os
+
+from helixdiag.layers import Side
+from helixdiag.probes import Outcome, failed, passed, register, skipped, warned
+from helixdiag.probes.context import ProbeContext
+from helixdiag.topology import SocatHop
+
+
+def _not_socat_topology(ctx: ProbeContext) -> Outcome | None:
+    topo = ctx.topology
+    if topo.kind != "socat":
+        return skipped(f"topology is {topo.kind} ({topo.kind_source}): no socat hop expected")
+    return None
+
+
+def _the_hop(ctx: ProbeContext) -> SocatHop | None:
+    """The socat that listens on the guest-facing port (or the only one)."""
+    topo = ctx.topology
+    hops = [h for h in topo.socat if h.config is not None]
+    for hop in hops:
+        if hop.config.listen_port == topo.listen_port:
+            return hop
+    return hops[0] if hops else None
+
+
+@register("socat.process", layer="socat", side=Side.HOST,
+          description="socat is running with TCP-LISTEN, and with fork")
+def socat_process(ctx: ProbeContext) -> Outcome:
+    if (skip := _not_socat_topology(ctx)) is not None:
+        return skip
+    hop = _the_hop(ctx)
+    if hop is None:
+        broken = [h.describe() for h in ctx.topology.socat if h.config is None]
+        return failed(
+            "socat-not-running",
+            "no socat process forwards TCP to the Unix socket",
+            processes_scanned=len(ctx.obs.processes), unparsable_socat=broken,
+            expected=f"socat TCP-LISTEN:{ctx.topology.listen_port or 'PORT'},bind=127.0.0.1,fork,reuseaddr "
+                     f"UNIX-CONNECT:{ctx.topology.socket_path or '<socket>'}",
+        )
+    evidence = hop.describe()
+    if not hop.config.fork:
+        return warned("socat-no-fork",
+                      f"socat (pid {hop.process.pid}) listens on {hop.config.listen_port} without fork: "
+                      "it serves one connection and exits", **evidence)
+    return passed(f"socat (pid {hop.process.pid}) listens on {hop.config.listen_port} → "
+                  f"{hop.config.target_path_as_written}", **evidence)
+
+
+@register("socat.target", layer="socat", side=Side.HOST, needs=("socat.process",),
+          description="socat's UNIX-CONNECT path is the socket QEMU serves")
+def socat_target(ctx: ProbeContext) -> Outcome:
+    if (skip := _not_socat_topology(ctx)) is not None:
+        return skip
+    hop = _the_hop(ctx)
+    if hop is None:
+        return skipped("no socat to check")
+    c = hop.config
+    evidence = {"socat_pid": hop.process.pid, "socat_cwd": hop.process.cwd,
+                "target_as_written": c.target_path_as_written, "target_resolved": c.target_path,
+                "target_relative": c.target_path_relative}
+    if c.target_kind != "unix" or not c.target_path:
+        return failed("socat-wrong-target", f"socat forwards to {c.target.raw}, not to a Unix socket", **evidence)
+    expected, source = ctx.topology.socket_path, ctx.topology.socket_source
+    evidence.update(expected_socket=expected, expected_from=source)
+    if expected and not _same_path(c.target_path, expected):
+        return failed(
+            "socat-wrong-target",
+            f"socat connects to {c.target_path}, but the socket is {expected} (from {source})",
+            remedy=f"Restart socat pointing at the real socket: socat TCP-LISTEN:{c.listen_port},"
+                   f"bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:'{expected}'",
+            **evidence)
+    for q in ctx.topology.qemu:
+        # H1 binds a relative name: the real socket is in QEMU's working directory.
+        cwd = q.process.cwd
+        if cwd and c.target_path_relative and os.path.dirname(c.target_path) != cwd:
+            candidate = os.path.join(cwd, os.path.basename(c.target_path))
+            if os.path.lexists(candidate):
+                return failed(
+                    "socat-wrong-target",
+                    f"socat resolves the relative path against its own directory ({hop.process.cwd}); "
+                    f"QEMU's socket is {candidate}",
+                    remedy=f"Use the absolute path: UNIX-CONNECT:'{candidate}'",
+                    qemu_cwd=cwd, **evidence)
+    return passed(f"socat connects to {c.target_path}", **evidence)
+
+
+@register("socat.port", layer="socat", side=Side.HOST,
+          description="the guest-facing port is held by socat (or QEMU), not something else")
+def socat_port(ctx: ProbeContext) -> Outcome:
+    topo = ctx.topology
+    port = ctx.config.port or topo.listen_port
+    if port is None:
+        return skipped("no port to check (none configured or discovered)")
+    listeners = ctx.obs.listeners_on_port(port)
+    owners = []
+    for lis in listeners:
+        proc = ctx.obs.process(lis.pid)
+        owners.append({"pid": lis.pid, "command": proc.command_line[:300] if proc else lis.command,
+                       "address": lis.address, "role": proc.role() if proc else "unknown"})
+    evidence = {"port": port, "port_from": ctx.config.source("port") if ctx.config.port else topo.port_source,
+                "listeners": owners}
+    # Only a process we can name is a conflict; an unmapped pid (another user's process,
+    # or one that just exited) is shown in the evidence but not blamed.
+    strangers = [o for o in owners if o["role"] == "other"]
+    if strangers and not any(o["role"] in ("socat", "qemu", "helixdiag-serve") for o in owners):
+        who = strangers[0]
+        return failed("socat-port-conflict",
+                      f"port {port} is held by pid {who['pid']} ({who['command']}), neither socat nor QEMU",
+                      remedy=f"Stop that process or choose another port; see `lsof -nP -iTCP:{port}`.",
+                      **evidence)
+    if topo.kind != "socat":
+        return skipped(f"topology is {topo.kind}: no socat hop expected", **evidence)
+    if not owners:
+        return skipped(f"nothing listens on port {port} (see socat.process)", **evidence)
+    return passed(f"port {port} is held by {owners[0]['role']} (pid {owners[0]['pid']})", **evidence)
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.normpath(os.path.realpath(a)) == os.path.normpath(os.path.realpath(b))

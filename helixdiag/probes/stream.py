@@ -1,0 +1,62 @@
+"""stream layer (either side): a real exchange with the host endpoint itself — the Unix
+socket in the socat topology, QEMU's port otherwise — validated and decoded like `send`."""
+
+from __future__ import annotations
+
+from helixdiag import net
+from helixdiag.client import ExchangeOptions, exchange, ping
+from helixdiag.layers import Side
+from helixdiag.probes import Outcome, blocked, failed, passed, register, warned
+from helixdiag.probes.context import ProbeContext
+from helixdiag.protocol import PixelFormat
+
+
+def _endpoint(ctx: ProbeContext) -> net.Endpoint | None:
+    return ctx.topology.stream_endpoint()
+
+
+@register("stream.ping", layer="stream", side=Side.EITHER, talks=True,
+          needs=("unix-socket.accept", "qemu.listener"),
+          description="PING → PONG on the host endpoint itself")
+def stream_ping(ctx: ProbeContext) -> Outcome:
+    endpoint = _endpoint(ctx)
+    if endpoint is None:
+        return blocked("no host endpoint found (no socket, no listening port)")
+    try:
+        ok, detail = ping(endpoint, ctx.config.timeout)
+    except net.NetError as exc:
+        return failed("stream-connect-failed", f"cannot connect to {endpoint}: {exc}",
+                      endpoint=str(endpoint), kind=exc.kind, errno=exc.errno)
+    if ok:
+        return passed(f"{endpoint} answers PING with PONG", endpoint=str(endpoint))
+    failure = "stream-closed" if "closed" in detail else (
+        "stream-bad-magic" if "bad-magic" in detail else "stream-no-reply")
+    return failed(failure, f"{endpoint}: {detail}", endpoint=str(endpoint), timeout_s=ctx.config.timeout)
+
+
+@register("stream.exchange", layer="stream", side=Side.EITHER, talks=True, needs=("stream.ping",),
+          description="a short frame exchange: H.264 validated, decoded and compared with what was sent")
+def stream_exchange(ctx: ProbeContext) -> Outcome:
+    endpoint = _endpoint(ctx)
+    if endpoint is None:
+        return blocked("no host endpoint found")
+    mode = "scanout" if ctx.config.mode == "scanout" else "request"
+    opts = ExchangeOptions(endpoint=endpoint, mode=mode, frames=ctx.config.frames,
+                           size=ctx.config.size_tuple, format=PixelFormat.NV12, timeout=ctx.config.timeout,
+                           connect_timeout=ctx.config.timeout)
+    try:
+        result = exchange(opts)
+    except net.NetError as exc:
+        return failed("stream-connect-failed", f"cannot connect to {endpoint}: {exc}", endpoint=str(endpoint))
+    evidence = result.to_dict()
+    primary = result.primary
+    if primary is None:
+        lat = evidence["latency_ms"] or {}
+        return passed(f"{result.frames_received}/{result.frames_sent or result.frames_received} frames "
+                      f"({mode}) valid and decoded, p50 {lat.get('p50', 0):.1f} ms", **evidence)
+    summary = primary.message
+    if primary.failure_id == "frame-request-ignored" and ctx.config.mode == "auto":
+        summary += " — an H4 host serves scanout mode only: try --mode scanout"
+    if primary.severity == "warn":
+        return warned(primary.failure_id, summary, **evidence)
+    return failed(primary.failure_id, summary, **evidence)

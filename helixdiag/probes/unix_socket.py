@@ -1,0 +1,90 @@
+"""unix-socket layer (host, socat topology): the path, and whether anyone serves it."""
+
+from __future__ import annotations
+
+import time
+
+from helixdiag import net
+from helixdiag.layers import Side
+from helixdiag.observe.system import iso_time as _iso
+from helixdiag.probes import Outcome, failed, passed, register, skipped
+from helixdiag.probes.context import ProbeContext
+from helixdiag.unixsock import PathState, classify
+
+
+def _path(ctx: ProbeContext) -> tuple[str | None, str]:
+    topo = ctx.topology
+    return topo.socket_path, topo.socket_source
+
+
+@register("unix-socket.path", layer="unix-socket", side=Side.HOST,
+          description="the socket path exists, is a socket and fits sun_path")
+def socket_path(ctx: ProbeContext) -> Outcome:
+    path, source = _path(ctx)
+    if path is None:
+        if ctx.topology.kind == "socat":
+            return failed("socket-missing", "no Unix socket path: socat has no UNIX-CONNECT target "
+                          "and QEMU's working directory has no helix-frame-export.sock")
+        return skipped(f"topology is {ctx.topology.kind}: no Unix socket hop")
+    size = len(path.encode()) + 1
+    evidence: dict[str, object] = {"path": path, "path_from": source, "sun_path_bytes": size,
+                                   "sun_path_limit": net.UNIX_PATH_MAX}
+    if size > net.UNIX_PATH_MAX:
+        return failed("socket-path-too-long",
+                      f"the socket path is {size - 1} bytes; this OS allows {net.UNIX_PATH_MAX - 1}", **evidence)
+    info = classify(path, timeout=ctx.config.timeout)
+    evidence.update(file_type=info.file_type, mode=oct(info.mode) if info.mode is not None else None,
+                    uid=info.uid, mtime=_iso(info.mtime))
+    if info.state == PathState.MISSING:
+        return failed("socket-missing", f"{path} does not exist (from {source})", **evidence)
+    if info.file_type != "socket":
+        return failed("socket-not-a-socket", f"{path} is a {info.file_type}, not a socket", **evidence)
+    return passed(f"{path} is a socket", **evidence)
+
+
+@register("unix-socket.accept", layer="unix-socket", side=Side.HOST, needs=("unix-socket.path",),
+          description="connect() to the socket is accepted, and by whom")
+def socket_accept(ctx: ProbeContext) -> Outcome:
+    path, source = _path(ctx)
+    if path is None:
+        return skipped("no Unix socket path")
+    info = classify(path, timeout=ctx.config.timeout)
+    holders = ctx.obs.socket_holders(path)
+    holder_facts = []
+    for h in holders:
+        proc = ctx.obs.process(h.pid)
+        holder_facts.append({"pid": h.pid, "command": h.command, "listening": h.listening,
+                             "role": proc.role() if proc else "unknown", "source": h.source})
+    evidence: dict[str, object] = {"path": path, "connect": info.detail, "errno": info.errno,
+                                   "holders": holder_facts, "mtime": _iso(info.mtime)}
+    if info.state == PathState.LIVE:
+        listener = next((h for h in holder_facts if h["listening"]), holder_facts[0] if holder_facts else None)
+        who = f" by pid {listener['pid']} ({listener['command']}, {listener['role']})" if listener else ""
+        return passed(f"connections to {path} are accepted{who}", **evidence)
+    if info.state == PathState.PERMISSION:
+        return failed("socket-permission", f"connect() to {path} is denied: {info.detail}", **evidence)
+    if info.state == PathState.STALE:
+        _age_against_qemu(ctx, info.mtime, evidence)
+        nobody = not holder_facts
+        why = "nobody holds it" if nobody else f"held by {', '.join(str(h['pid']) for h in holder_facts)} but not accepting"
+        return failed("socket-stale", f"{path} exists but connect() is refused: {why}",
+                      remedy=f"Remove the stale socket and restart the VM so QEMU binds it again: "
+                             f"`helixdiag fix --apply` (removes it only if it is still refusing and "
+                             f"unheld) or `rm '{path}'`, then restart the VM.",
+                      **evidence)
+    if info.state == PathState.NOT_A_SOCKET:
+        return failed("socket-not-a-socket", f"{path} is not a socket", **evidence)
+    return failed("socket-stale", f"connect() to {path} failed: {info.detail}", **evidence)
+
+
+def _age_against_qemu(ctx: ProbeContext, mtime: float | None, evidence: dict[str, object]) -> None:
+    """A socket older than the running QEMU was left by an earlier instance."""
+    if mtime is None:
+        return
+    evidence["socket_age_s"] = round(time.time() - mtime, 1)
+    starts = [q.process.started for q in ctx.topology.qemu if q.process.started]
+    if starts:
+        newest = max(starts)
+        evidence["qemu_started"] = _iso(newest)
+        evidence["socket_older_than_qemu"] = mtime < newest
+

@@ -1,0 +1,141 @@
+"""The report document of SPEC.md §4, built from probe results and the diagnosis."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from helixdiag import __version__
+from helixdiag.probes import Status
+
+SCHEMA_ID = "helixdiag.report/v1"
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+@dataclass
+class ProbeResult:
+    id: str
+    layer: str
+    side: str
+    status: Status
+    summary: str
+    failure_id: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    remedy: str | None = None
+    duration_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "layer": self.layer, "side": self.side, "status": str(self.status),
+            "summary": self.summary, "failure_id": self.failure_id, "evidence": self.evidence,
+            "remedy": self.remedy, "duration_ms": self.duration_ms,
+        }
+
+
+@dataclass
+class RootCause:
+    failure_id: str
+    layer: str
+    probe: str
+    explanation: str
+    remedy: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Diagnosis:
+    status: str  # pass | warn | fail
+    root_cause: RootCause | None
+    findings: list[str]
+    symptoms: list[dict[str, str]] = field(default_factory=list)  # explained by the root cause
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "root_cause": self.root_cause.to_dict() if self.root_cause else None,
+            "findings": self.findings,
+            "symptoms": self.symptoms,
+        }
+
+
+@dataclass
+class Report:
+    started_at: float
+    duration_ms: int
+    environment: dict[str, Any]
+    config: dict[str, Any]
+    probes: list[ProbeResult]
+    diagnosis: Diagnosis
+    topology: dict[str, Any] | None = None
+    redactions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {
+            "schema": SCHEMA_ID,
+            "tool": {"name": "helixdiag", "version": __version__},
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "duration_ms": self.duration_ms,
+            "environment": self.environment,
+            "config": self.config,
+            "topology": self.topology,
+            "probes": [p.to_dict() for p in self.probes],
+            "diagnosis": self.diagnosis.to_dict(),
+            "redactions": [],
+        }
+        redactions: set[str] = set(self.redactions)
+        doc = redact(doc, secret_values(), redactions)
+        doc["redactions"] = sorted(redactions)
+        return doc
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.diagnosis.status == "fail" else 0
+
+
+def secret_values(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment values whose names say they are secret (SPEC.md §4), longest first."""
+    env = os.environ if env is None else env
+    found = {name: value for name, value in env.items()
+             if value and len(value) >= 4 and any(w in name.upper() for w in SECRET_WORDS)}
+    return dict(sorted(found.items(), key=lambda kv: -len(kv[1])))
+
+
+def redact(value: Any, secrets: dict[str, str], seen: set[str]) -> Any:
+    """Replace every occurrence of a secret value anywhere in the document."""
+    if isinstance(value, str):
+        for name, secret in secrets.items():
+            if secret in value:
+                value = value.replace(secret, f"<redacted:{name}>")
+                seen.add(f"env:{name}")
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets, seen) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, secrets, seen) for v in value]
+    return value
+
+
+def environment(side: str) -> dict[str, Any]:
+    from helixdiag.observe.system import run_command
+
+    versions: dict[str, str | None] = {}
+    for name, argv, pattern in (
+        ("gstreamer", ["gst-launch-1.0", "--version"], r"GStreamer (\S+)"),
+        ("socat", ["socat", "-V"], r"socat version (\S+)"),
+        ("qemu", ["qemu-system-aarch64", "--version"], r"version (\S+)"),
+    ):
+        result = run_command(argv, timeout=2.0)
+        m = re.search(pattern, result.stdout + result.stderr) if result.error is None else None
+        versions[name] = m.group(1) if m else None
+    import av
+
+    versions["pyav"] = av.__version__
+    versions["python"] = platform.python_version()
+    return {"os": f"{platform.system()} {platform.release()}", "arch": platform.machine(),
+            "side": side, "hostname": platform.node(), "versions": versions}

@@ -1,0 +1,112 @@
+"""The terminal view: the path hop by hop, guest → host, the broken hop marked, and the
+root cause with its evidence and remedy under it. `-v` lists every probe's evidence."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from helixdiag.layers import LAYERS
+from helixdiag.probes import Status
+from helixdiag.report.model import ProbeResult, Report
+
+SYMBOL = {
+    Status.PASS: "✔", Status.WARN: "▲", Status.FAIL: "✘", Status.ERROR: "‼",
+    Status.BLOCKED: "⊘", Status.SKIP: "·",
+}
+# Which probe speaks for a layer: the most important status wins.
+RANK = [Status.FAIL, Status.ERROR, Status.WARN, Status.BLOCKED, Status.PASS, Status.SKIP]
+
+
+def layer_status(results: list[ProbeResult]) -> tuple[Status, ProbeResult | None]:
+    for status in RANK:
+        for r in results:
+            if r.status == status:
+                return status, r
+    return Status.SKIP, None
+
+
+def render(terminal, report: Report) -> None:
+    t = terminal
+    diag = report.diagnosis
+    root = diag.root_cause
+    symptom_probes = {s["probe"] for s in diag.symptoms}
+    topo = report.topology or {}
+    cfg = report.config
+    head = f"helixdiag run — side {cfg.get('side')}"
+    if topo:
+        head += f" · topology {topo.get('kind')} ({topo.get('kind_source')})"
+        if topo.get("listen_port"):
+            head += f" · port {topo['listen_port']}"
+        if topo.get("socket"):
+            head += f" · socket {topo['socket']}"
+    t.print(Text(head, style="bold"))
+
+    table = Table(show_header=False, box=None, pad_edge=False, expand=False)
+    table.add_column("side", style="muted", no_wrap=True)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("what")
+    previous_side = None
+    for layer in LAYERS:
+        mine = [p for p in report.probes if p.layer == layer.name]
+        if not mine:
+            continue
+        status, speaker = layer_status(mine)
+        side = str(layer.side) if str(layer.side) != previous_side else ""
+        previous_side = str(layer.side)
+        what = _describe(speaker, status)
+        if root and speaker and speaker.id == root.probe:
+            what += "  [fail]◀ root cause[/fail]"
+        elif speaker and speaker.id in symptom_probes:
+            what += "  [muted](symptom)[/muted]"
+        table.add_row(side, layer.name, f"[{status}]{SYMBOL[status]} {status}[/{status}]", what)
+        if t.verbosity > 0:
+            for p in mine:
+                table.add_row("", "", "", f"[muted]{p.id}:[/muted] [{p.status}]{p.status}[/{p.status}] "
+                                          f"{escape(p.summary)}")
+                for key, value in p.evidence.items():
+                    table.add_row("", "", "", f"[muted]    {escape(key)} = {escape(_short(value))}[/muted]")
+    t.print(table)
+
+    if root:
+        t.print()
+        t.print(f"[fail]ROOT CAUSE[/fail] [id]{root.failure_id}[/id] "
+                f"[muted]({root.layer} · {root.probe})[/muted]")
+        probe = next((p for p in report.probes if p.id == root.probe), None)
+        if probe:
+            t.print(f"  {escape(probe.summary)}")
+            for key, value in list(probe.evidence.items())[:8]:
+                t.print(f"  [muted]{escape(key)}:[/muted] {escape(_short(value))}")
+        t.print(f"  [hint]remedy:[/hint] {escape(root.remedy)}")
+        t.print(f"  [muted]more: helixdiag explain {root.failure_id}  (docs/failures/{root.failure_id}.md)[/muted]")
+    others = [f for f in diag.findings if not root or f != root.failure_id]
+    if others:
+        t.print("[muted]also found:[/muted] " + ", ".join(f"[id]{f}[/id]" for f in others))
+
+    counts: dict[str, int] = {}
+    for p in report.probes:
+        counts[str(p.status)] = counts.get(str(p.status), 0) + 1
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: RANK.index(Status(kv[0]))))
+    verdict = diag.status.upper()
+    t.print(f"[{diag.status}]{verdict}[/{diag.status}] · {tally} · {report.duration_ms / 1000:.2f} s")
+
+
+def _describe(result: ProbeResult | None, status: Status) -> str:
+    if result is None:
+        return ""
+    text = escape(result.summary)
+    if result.failure_id and status in (Status.FAIL, Status.WARN):
+        return f"[id]{result.failure_id}[/id] {text}"
+    if status == Status.SKIP:
+        return f"[muted]{text}[/muted]"
+    return text
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,172 @@
+"""Runs probes concurrently under per-probe timeouts and one overall deadline.
+
+A probe waits for the probes it `needs`; if one of them failed it is `blocked` without
+running. Probes that talk HXFR take one lock, because some real hosts serve one client at
+a time (PROTOCOL.md §10.2) and two probes must not trip over each other. A probe that
+raises becomes `error` with its message; a probe that overruns becomes `error` too, and the
+run goes on without it (its thread ends by itself: every wait in it is bounded).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from helixdiag import failures, graph
+from helixdiag.config import RunConfig
+from helixdiag.errors import UsageError
+from helixdiag.layers import LAYER_NAMES, Side
+from helixdiag.probes import Outcome, ProbeSpec, Status, all_probes, blocked, skipped
+from helixdiag.probes.context import ProbeContext
+from helixdiag.report.model import ProbeResult, Report, environment
+
+Progress = Callable[[ProbeResult], None]
+
+
+def select(names: list[str], run_all: bool) -> list[ProbeSpec]:
+    """Probes named by id or layer (or every probe with --all)."""
+    probes = all_probes()
+    if run_all or not names:
+        return probes
+    chosen: list[ProbeSpec] = []
+    for name in names:
+        matches = [p for p in probes if p.id == name or p.layer == name]
+        if not matches:
+            import difflib
+
+            known = [p.id for p in probes] + list(LAYER_NAMES)
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; `helixdiag list` shows them"
+            raise UsageError(f"no probe or layer named {name!r}{hint}")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def side_applies(spec: ProbeSpec, side: str) -> str | None:
+    """None when the probe runs on this side, else the reason it does not."""
+    if side == "both" or spec.side == Side.EITHER or spec.side == side:
+        return None
+    return f"runs on the {spec.side} side; this run is --side {side}"
+
+
+class Runner:
+    def __init__(self, config: RunConfig, probes: list[ProbeSpec], *, explicit: set[str] | None = None,
+                 progress: Progress | None = None) -> None:
+        self.config = config
+        self.probes = probes
+        self.explicit = explicit or set()  # probe ids/layers named on the command line
+        self.progress = progress
+        self.ctx = ProbeContext(config)
+        self._talk_lock = threading.Lock()
+
+    def probe_timeout(self, spec: ProbeSpec) -> float:
+        if spec.timeout is not None:
+            return spec.timeout
+        # A talking probe may wait for the lock behind others, then for several replies.
+        return self.config.timeout * (4 if spec.talks else 2) + 5.0
+
+    def run(self) -> Report:
+        started_wall = time.time()
+        started = time.monotonic()
+        deadline = started + self.config.deadline
+        env_box: dict[str, object] = {}
+        env_thread = threading.Thread(target=lambda: env_box.update(environment(self.config.side)), daemon=True)
+        env_thread.start()
+        _ = self.ctx.topology  # discover once, before probes race for it
+
+        pending = {p.id: p for p in self.probes}
+        selected_ids = set(pending)
+        running: dict[cf.Future, tuple[ProbeSpec, float]] = {}
+        results = self.ctx.results
+        pool = cf.ThreadPoolExecutor(max_workers=6, thread_name_prefix="probe")
+        try:
+            while pending or running:
+                for spec in list(pending.values()):
+                    needs = [n for n in spec.needs if n in selected_ids]
+                    if any(n not in results for n in needs):
+                        continue
+                    del pending[spec.id]
+                    early = self._precheck(spec, needs)
+                    if early is not None:
+                        self._record(spec, early, 0.0)
+                        continue
+                    running[pool.submit(self._execute, spec)] = (spec, time.monotonic())
+                if not running:
+                    if pending:
+                        for spec in pending.values():  # unreachable needs: never hang on them
+                            self._record(spec, Outcome(Status.ERROR, "not run: its needs never finished"), 0.0)
+                        pending.clear()
+                    continue
+                now = time.monotonic()
+                wait_for = min(min(t0 + self.probe_timeout(s) for s, t0 in running.values()), deadline) - now
+                done, _ = cf.wait(running, timeout=max(wait_for, 0.01), return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    spec, t0 = running.pop(fut)
+                    outcome = fut.result()
+                    self._record(spec, outcome, time.monotonic() - t0)
+                now = time.monotonic()
+                for fut, (spec, t0) in list(running.items()):
+                    limit = self.probe_timeout(spec)
+                    if now - t0 >= limit or now >= deadline:
+                        running.pop(fut)
+                        why = (f"timed out after {limit:g} s" if now - t0 >= limit
+                               else f"the run's {self.config.deadline:g} s deadline passed")
+                        self._record(spec, Outcome(Status.ERROR, f"probe {why}"), now - t0)
+                if now >= deadline:
+                    for spec in pending.values():
+                        self._record(spec, Outcome(Status.ERROR, "not run: the run's deadline passed"), 0.0)
+                    pending.clear()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        env_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        ordered = [results[p.id] for p in self.probes if p.id in results]
+        topo = self.ctx.topology
+        diagnosis = graph.diagnose(ordered, topo.kind)
+        return Report(
+            started_at=started_wall,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            environment=env_box or {"side": self.config.side},  # type: ignore[arg-type]
+            config=self.config.public(),
+            probes=ordered,
+            diagnosis=diagnosis,
+            topology=topo.describe(),
+        )
+
+    def _precheck(self, spec: ProbeSpec, needs: list[str]) -> Outcome | None:
+        reason = side_applies(spec, self.config.side)
+        if reason:
+            return skipped(reason)
+        for need in needs:
+            r = self.ctx.results[need]
+            if r.status in (Status.FAIL, Status.ERROR, Status.BLOCKED):
+                detail = f" ({r.failure_id})" if r.failure_id else ""
+                return blocked(f"needs {need}, which is {r.status}{detail}", needs=need)
+        return None
+
+    def _execute(self, spec: ProbeSpec) -> Outcome:
+        try:
+            if spec.talks:
+                with self._talk_lock:
+                    return spec.func(self.ctx)
+            return spec.func(self.ctx)
+        except Exception as exc:  # noqa: BLE001 - a probe crash is a result, never a crashed run
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
+            return Outcome(Status.ERROR, f"probe crashed: {type(exc).__name__}: {exc}",
+                           evidence={"where": where})
+
+    def _record(self, spec: ProbeSpec, outcome: Outcome, seconds: float) -> None:
+        remedy = outcome.remedy
+        if remedy is None and outcome.failure_id and outcome.status in (Status.FAIL, Status.WARN):
+            remedy = failures.get(outcome.failure_id).remedy
+        result = ProbeResult(
+            id=spec.id, layer=spec.layer, side=str(spec.side), status=outcome.status,
+            summary=outcome.summary, failure_id=outcome.failure_id if outcome.status in (Status.FAIL, Status.WARN) else None,
+            evidence=outcome.evidence, remedy=remedy, duration_ms=int(seconds * 1000),
+        )
+        self.ctx.results[spec.id] = result
+        if self.progress is not None:
+            self.progress(result)

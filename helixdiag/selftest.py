@@ -1,0 +1,249 @@
+"""The bundled local stack, diagnosed — and broken on purpose, one layer at a time.
+
+The stack lives in a temporary directory on loopback only:
+
+    real socat TCP-LISTEN:127.0.0.1:PORT ─► Unix socket ─► `serve` (in this process)
+
+Break scenarios change one thing (a stale socket file, a socat pointing elsewhere, a host
+that hangs, …) and the self-test passes only when the diagnosis names exactly that. Where
+a scenario needs "QEMU running", a stand-in QEMU is started: a copy of `sleep` named
+`qemu-system-aarch64` that carries a `[HELIX] VERSION` marker, so the QEMU probes see a
+process with the right name and a helix build, which listens on nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helixdiag.config import RunConfig
+from helixdiag.errors import ConfigError, UsageError
+from helixdiag.faults import Fault
+from helixdiag.server import FrameServer, ServerConfig
+
+FAKE_QEMU_NAME = "qemu-system-aarch64"
+FAKE_QEMU_MARKER = b"\n[HELIX] VERSION: helixdiag-selftest-stand-in\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@dataclass
+class Stack:
+    """Processes and files of one self-test run; `close()` removes every one of them."""
+
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hxd-st-", dir="/tmp")))
+    port: int = 0
+    socket_path: str = ""
+    server: FrameServer | None = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.port = free_port()
+        self.socket_path = str(self.root / "helix-frame-export.sock")
+
+    # -- parts
+    def start_serve(self, fault: Fault | None = None, path: str | None = None) -> None:
+        path = path or self.socket_path
+        self.server = FrameServer(ServerConfig(unix=[path], size=(640, 360), fault=fault, idle_timeout=10))
+        self.server.start()
+        self.notes.append(f"serve on unix://{path}" + (f" with --fault {fault}" if fault else ""))
+
+    def start_socat(self, target: str | None = None) -> None:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise ConfigError("socat is not installed (scripts/setup-system.sh installs it)")
+        target = target or self.socket_path
+        argv = [socat, f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{target}"]
+        self._spawn(argv, cwd=str(self.root))
+        if not wait_listening(self.port):
+            raise ConfigError(f"socat did not start listening on 127.0.0.1:{self.port}")
+        self.notes.append(f"socat 127.0.0.1:{self.port} → {target}")
+
+    def start_fake_qemu(self) -> None:
+        sleep = shutil.which("sleep")
+        if sleep is None:
+            raise ConfigError("no `sleep` binary to build the stand-in QEMU from")
+        binary = self.root / FAKE_QEMU_NAME
+        shutil.copyfile(sleep, binary)
+        with open(binary, "ab") as fh:  # trailing bytes do not disturb an ELF/Mach-O binary
+            fh.write(FAKE_QEMU_MARKER)
+        binary.chmod(0o755)
+        os.utime(binary, (time.time() - 60, time.time() - 60))  # older than the process
+        self._spawn([str(binary), "3600"], cwd=str(self.root))
+        self.notes.append(f"stand-in QEMU (a copy of sleep named {FAKE_QEMU_NAME}), cwd {self.root}")
+
+    def make_stale_socket(self, path: str | None = None) -> None:
+        """Bind, then let the owner die: the file stays, nobody listens."""
+        path = path or self.socket_path
+        child = subprocess.Popen([sys.executable, "-c", (
+            "import socket,sys,os,signal\n"
+            "s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen()\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n"), path])
+        child.wait(timeout=10)
+        self.notes.append(f"stale socket {path} (its owner was SIGKILLed)")
+
+    def hold_port_with_stranger(self) -> None:
+        code = ("import socket,time\n"
+                f"s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                f"s.bind(('127.0.0.1', {self.port})); s.listen(); time.sleep(3600)\n")
+        self._spawn([sys.executable, "-c", code])
+        if not wait_listening(self.port):
+            raise ConfigError("the port-holding stand-in did not start")
+        self.notes.append(f"an unrelated process (python) holds 127.0.0.1:{self.port}")
+
+    def _spawn(self, argv: list[str], cwd: str | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self.processes.append(proc)
+        return proc
+
+    # -- diagnosis input
+    def run_config(self, **overrides) -> RunConfig:
+        cfg = RunConfig(side="both", host="127.0.0.1", port=self.port, socket=self.socket_path,
+                        timeout=1.0, deadline=20.0)
+        cfg.sources = {"side": "selftest", "host": "selftest (loopback)", "port": "selftest socat port",
+                       "socket": "selftest socket"}
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        return cfg
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        for proc in self.processes:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # socat's forked children too
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+        self.processes.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str  # the failure id the diagnosis must name
+    description: str
+    build: Callable[[Stack], dict]  # sets up the stack; returns RunConfig overrides
+
+
+def _healthy(s: Stack) -> dict:
+    s.start_serve()
+    s.start_socat()
+    return {}
+
+
+def _with_fault(name: str) -> Callable[[Stack], dict]:
+    def build(s: Stack) -> dict:
+        s.start_serve(Fault(name))
+        s.start_socat()
+        return {}
+    return build
+
+
+def _stale(s: Stack) -> dict:
+    s.start_fake_qemu()
+    s.make_stale_socket()
+    s.start_socat()
+    return {}
+
+
+def _missing(s: Stack) -> dict:
+    s.start_fake_qemu()
+    s.start_socat()  # socat is fine; QEMU never created its socket
+    return {}
+
+
+def _not_a_socket(s: Stack) -> dict:
+    s.start_fake_qemu()
+    Path(s.socket_path).write_text("not a socket: a regular file where QEMU wants to bind\n")
+    s.start_socat()
+    return {}
+
+
+def _no_socat(s: Stack) -> dict:
+    s.start_serve()
+    return {}
+
+
+def _wrong_target(s: Stack) -> dict:
+    s.start_serve()
+    s.start_socat(target=str(s.root / "elsewhere" / "helix-frame-export.sock"))
+    return {}
+
+
+def _port_conflict(s: Stack) -> dict:
+    s.start_serve()
+    s.hold_port_with_stranger()
+    return {}
+
+
+SCENARIOS: dict[str, Scenario] = {
+    sc.id: sc for sc in (
+        Scenario("socket-stale", "QEMU and socat run; the socket file's owner is gone", _stale),
+        Scenario("socket-missing", "QEMU and socat run; QEMU never created its socket", _missing),
+        Scenario("socat-not-running", "the host serves the socket; no socat forwards the port", _no_socat),
+        Scenario("socat-wrong-target", "socat forwards to a path where nothing is", _wrong_target),
+        Scenario("stream-no-reply", "the host accepts and reads but never replies (serve --fault hang)",
+                 _with_fault("hang")),
+        Scenario("stream-bad-magic", "the host's replies start with a wrong magic", _with_fault("bad-magic")),
+        Scenario("stream-no-sps-pps", "keyframes come without SPS/PPS (the H0/H1 host)", _with_fault("no-sps")),
+        Scenario("socket-not-a-socket", "a regular file sits where the socket should be", _not_a_socket),
+        Scenario("socat-port-conflict", "an unrelated process holds the guest-facing port", _port_conflict),
+    )
+}
+
+
+def scenario_names() -> list[str]:
+    return list(SCENARIOS)
+
+
+def build(break_id: str | None) -> tuple[Stack, RunConfig]:
+    """Start the stack (healthy, or with one scenario); the caller must close() it."""
+    if break_id is not None and break_id not in SCENARIOS:
+        raise UsageError(f"unknown --break {break_id!r}; choose one of: all, {', '.join(SCENARIOS)}")
+    stack = Stack()
+    try:
+        overrides = (SCENARIOS[break_id].build if break_id else _healthy)(stack)
+        return stack, stack.run_config(**overrides)
+    except BaseException:
+        stack.close()
+        raise
+
+
+def loopback_only(cfg: RunConfig) -> None:
+    """The self-test never dials anything but loopback (SPEC.md §6)."""
+    if cfg.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError(f"selftest must use loopback, got host {cfg.host}")
