@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench setup system clean
 
+# The main job: the bundled local stack (serve + real socat on loopback), diagnosed.
 run: setup
-	$(BIN)/helixdiag --help
-	$(BIN)/helixdiag list
+	$(BIN)/helixdiag selftest
 
 test: setup
 	$(BIN)/ruff check helixdiag tests

@@ -174,8 +174,9 @@ def _with_fault(name: str) -> Callable[[Stack], dict]:
 
 
 def _stale(s: Stack) -> dict:
+    s.make_stale_socket()  # left by an earlier QEMU: older than the running one
+    time.sleep(0.05)
     s.start_fake_qemu()
-    s.make_stale_socket()
     s.start_socat()
     return {}
 
