@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from helixdiag import h264, net, protocol
-from helixdiag.encoders import EncodeFailed, Encoder, EncoderUnavailable, open_encoder
+from helixdiag.encoders import EncodeFailed, Encoder, EncoderPool, EncoderUnavailable, open_encoder
 from helixdiag.errors import ConfigError
 from helixdiag.faults import Fault
 from helixdiag.frames import SyntheticSource, test_card
@@ -350,8 +350,8 @@ class ClientSession(threading.Thread):
         self.decoder = protocol.Decoder(
             max_payload=self.config.max_payload, accept=GUEST_TO_HOST, skip_unknown=True
         )
-        self.encoder: Encoder | None = None
-        self.bitrate = self.config.bitrate
+        self.encoders = EncoderPool(self.config.encoder, bitrate=self.config.bitrate,
+                                    gop=self.config.gop, fps=self.config.fps)
         self.keyframe_next = True  # the first frame of a connection is always a keyframe
         self.subscription: Subscriber | None = None
         self.frames = 0
@@ -388,8 +388,7 @@ class ClientSession(threading.Thread):
             if self.subscription is not None:
                 self.subscription.stop()
                 self.server.unsubscribe(self.subscription.scanout_id, self.subscription)
-            if self.encoder is not None:
-                self.encoder.close()
+            self.encoders.close()
             _close_quietly(self.sock)
             self.closed.set()
             self.server._forget(self)
@@ -473,9 +472,7 @@ class ClientSession(threading.Thread):
             if producer is not None:
                 producer.set_bitrate(msg.bitrate)
         else:
-            self.bitrate = msg.bitrate
-            if self.encoder is not None:
-                self.encoder.set_bitrate(msg.bitrate)
+            self.encoders.set_bitrate(msg.bitrate)
         self.server.log(f"{self.peer}: bitrate set to {msg.bitrate} bit/s")
 
     def _on_subscribe(self, msg: protocol.Subscribe) -> bool | None:
@@ -556,21 +553,14 @@ class ClientSession(threading.Thread):
         return FrameResponse((au,), pts=req.pts, dts=req.pts, is_keyframe=encoded.is_keyframe, session_id=1)
 
     def _encoder_for(self, width: int, height: int) -> Encoder:
-        enc = self.encoder
-        if enc is not None and (enc.width, enc.height) == (width, height):
-            return enc
-        if enc is not None:
-            enc.close()
-            self.encoder = None
+        opened = self.encoders.opened
         try:
-            self.encoder, _ = open_encoder(
-                self.config.encoder, width=width, height=height,
-                bitrate=self.bitrate, gop=self.config.gop, fps=self.config.fps,
-            )
+            encoder = self.encoders.get(width, height)
         except EncoderUnavailable as exc:
             raise _ReplyError(ErrorCode.INTERNAL, f"encoder unavailable: {exc}") from None
-        self.keyframe_next = True
-        return self.encoder
+        if self.encoders.opened != opened:
+            self.keyframe_next = True  # a new session starts with an IDR
+        return encoder
 
 
 class _ReplyError(Exception):
