@@ -60,9 +60,17 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, no_color: bool) -> None:
 
 
 def _register_commands() -> None:
-    from helixdiag.cli import cmd_explain, cmd_list, cmd_run, cmd_selftest, cmd_send, cmd_serve
+    from helixdiag.cli import (
+        cmd_explain,
+        cmd_fix,
+        cmd_list,
+        cmd_run,
+        cmd_selftest,
+        cmd_send,
+        cmd_serve,
+    )
 
-    for module in (cmd_run, cmd_selftest, cmd_serve, cmd_send, cmd_explain, cmd_list):
+    for module in (cmd_run, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_explain, cmd_list):
         cli.add_command(module.command)
 
 

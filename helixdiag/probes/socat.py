@@ -73,7 +73,7 @@ def socat_target(ctx: ProbeContext) -> Outcome:
             f"socat connects to {c.target_path}, but the socket is {expected} (from {source})",
             remedy=f"Restart socat pointing at the real socket: socat TCP-LISTEN:{c.listen_port},"
                    f"bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:'{expected}'",
-            **evidence)
+            correct_socket=expected, **evidence)
     for q in ctx.topology.qemu:
         # H1 binds a relative name: the real socket is in QEMU's working directory.
         cwd = q.process.cwd
@@ -85,7 +85,7 @@ def socat_target(ctx: ProbeContext) -> Outcome:
                     f"socat resolves the relative path against its own directory ({hop.process.cwd}); "
                     f"QEMU's socket is {candidate}",
                     remedy=f"Use the absolute path: UNIX-CONNECT:'{candidate}'",
-                    qemu_cwd=cwd, **evidence)
+                    qemu_cwd=cwd, correct_socket=candidate, **evidence)
     return passed(f"socat connects to {c.target_path}", **evidence)
 
 

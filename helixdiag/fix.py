@@ -1,0 +1,223 @@
+"""Repairs for what `run` found: a plan first, actions only on `--apply` (SPEC.md §6).
+
+What may be done automatically, and nothing more:
+  * remove a stale socket file — only a socket that refuses connections and that no
+    process holds open, checked again right before the unlink;
+  * start socat (TCP-LISTEN → UNIX-CONNECT) when it is missing, or replace a socat that
+    points at the wrong socket — but stop only a socat this tool started itself;
+  * start `helixdiag serve` as a stand-in on the socket or port (opt-in), to tell a broken
+    QEMU from the rest of the path.
+Everything else (restart the VM, rebuild QEMU, fix dylib paths, reorder a pipeline) is a
+manual step printed with this machine's values. Each applied action re-runs the probes it
+affects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helixdiag import failures
+from helixdiag.config import RunConfig
+from helixdiag.probes.context import ProbeContext
+from helixdiag.report.model import Report
+from helixdiag.unixsock import PathState, classify
+
+SAFE = "safe"
+SERVICES = "changes running services"
+MANUAL = "manual"
+
+
+@dataclass
+class Action:
+    failure_id: str
+    title: str
+    risk: str
+    command: str  # what it runs, as a shell line (or the manual steps)
+    recheck: tuple[str, ...] = ()  # probe ids to run again afterwards
+    execute: Callable[[], str] | None = None  # returns what it did; raises Refused
+    opt_in: bool = False  # only with --stand-in
+
+    @property
+    def automatic(self) -> bool:
+        return self.execute is not None
+
+
+class Refused(Exception):
+    """An action declined to act, with the reason (nothing was changed)."""
+
+
+@dataclass
+class ActionResult:
+    action: Action
+    done: bool
+    detail: str
+    recheck: dict[str, str] = field(default_factory=dict)  # probe id → status after
+
+
+# ----------------------------------------------------------------- state of what we started
+
+
+def state_file() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "helixdiag" / "started.json"
+
+
+def started_by_us() -> list[dict]:
+    try:
+        entries = json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if isinstance(e, dict) and _alive(e.get("pid"))]
+
+
+def _remember(kind: str, proc: subprocess.Popen, argv: list[str]) -> None:
+    entries = started_by_us() + [{"kind": kind, "pid": proc.pid, "argv": argv, "started": time.time()}]
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2))
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _spawn(kind: str, argv: list[str], cwd: str | None = None) -> subprocess.Popen:
+    """A detached process that outlives this command (it is the repair)."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        raise Refused(f"{argv[0]} exited at once with code {proc.returncode}: {shlex.join(argv)}")
+    _remember(kind, proc, argv)
+    return proc
+
+
+# ----------------------------------------------------------------- actions
+
+
+def remove_stale_socket(path: str, ctx: ProbeContext) -> str:
+    """The only deletion helixdiag ever does, and only under the SPEC.md §6 rule."""
+    info = classify(path)
+    if info.state != PathState.STALE:
+        raise Refused(f"{path} is {info.state.value} ({info.detail}): only a socket that refuses "
+                      "connections is removed")
+    holders = ctx.obs.backend.socket_holders(path)  # fresh, not the cached view
+    if holders:
+        who = ", ".join(f"pid {h.pid} ({h.command})" for h in holders)
+        raise Refused(f"{path} refuses connections but is held open by {who}: not removed")
+    again = classify(path)  # a server may have bound it meanwhile
+    if again.state != PathState.STALE or again.file_type != "socket":
+        raise Refused(f"{path} changed while checking ({again.state.value}); not removed")
+    os.unlink(path)
+    return f"removed stale socket {path}"
+
+
+def socat_argv(port: int, socket_path: str) -> list[str]:
+    return [shutil.which("socat") or "socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
+            f"UNIX-CONNECT:{socket_path}"]
+
+
+def start_socat(port: int, socket_path: str) -> str:
+    if shutil.which("socat") is None:
+        raise Refused("socat is not installed (brew install socat / apt-get install socat)")
+    proc = _spawn("socat", socat_argv(port, socket_path))
+    return f"started socat pid {proc.pid}: 127.0.0.1:{port} → {socket_path}"
+
+
+def replace_our_socat(pid: int, port: int, socket_path: str) -> str:
+    ours = {e["pid"] for e in started_by_us() if e.get("kind") == "socat"}
+    if pid not in ours:
+        raise Refused(f"socat pid {pid} was not started by helixdiag: stop it yourself (kill {pid})")
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGTERM)
+    _wait_gone(pid)
+    return f"stopped socat pid {pid}; " + start_socat(port, socket_path)
+
+
+def start_stand_in(socket_path: str | None, port: int | None) -> str:
+    argv = [sys.executable, "-m", "helixdiag", "serve"]
+    if socket_path:
+        argv += ["--unix", socket_path]
+    elif port:
+        argv += ["--tcp", f"127.0.0.1:{port}"]
+    else:
+        raise Refused("no socket or port to put the stand-in on")
+    proc = _spawn("serve", argv)
+    return f"started helixdiag serve pid {proc.pid} as a stand-in ({shlex.join(argv[3:])})"
+
+
+def _wait_gone(pid: int, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------- planning
+
+
+def plan(report: Report, ctx: ProbeContext) -> list[Action]:
+    """One action per failure found, automatic where the rules allow, else manual steps."""
+    cfg: RunConfig = ctx.config
+    topo = ctx.topology
+    actions: list[Action] = []
+    found = {p.failure_id: p for p in report.probes if p.failure_id and str(p.status) in ("fail", "warn")}
+    socket_path = topo.socket_path or cfg.socket
+    port = topo.listen_port or cfg.port
+
+    if "socket-stale" in found and socket_path:
+        actions.append(Action(
+            "socket-stale", f"remove the stale socket {socket_path}", SAFE, f"rm {shlex.quote(socket_path)}",
+            recheck=("unix-socket.path", "unix-socket.accept"),
+            execute=lambda: remove_stale_socket(socket_path, ctx)))
+        actions.append(_manual("socket-stale", "restart the VM so QEMU binds the socket again",
+                               "Quit the VM in UTM (or the Helix app) and start it again."))
+    if "socat-not-running" in found and port and socket_path:
+        argv = socat_argv(port, socket_path)
+        actions.append(Action(
+            "socat-not-running", f"start socat 127.0.0.1:{port} → {socket_path}", SERVICES,
+            shlex.join(argv), recheck=("socat.process", "socat.target", "guest-tcp.connect", "guest-tcp.ping"),
+            execute=lambda: start_socat(port, socket_path)))
+    wrong = found.get("socat-wrong-target")
+    if wrong is not None and wrong.evidence.get("correct_socket") and wrong.evidence.get("socat_pid"):
+        pid = wrong.evidence["socat_pid"]
+        real = wrong.evidence["correct_socket"]
+        actions.append(Action(
+            "socat-wrong-target", f"replace socat pid {pid} with one that connects to {real}", SERVICES,
+            f"kill {pid} && " + shlex.join(socat_argv(port or 0, real)),
+            recheck=("socat.process", "socat.target", "guest-tcp.ping"),
+            execute=lambda: replace_our_socat(pid, port or 0, real)))
+    if found.keys() & {"qemu-not-listening", "qemu-not-running", "qemu-bind-failed", "qemu-init-failed",
+                       "stream-no-reply", "frame-request-ignored"} and (socket_path or port):
+        actions.append(Action(
+            "qemu-not-listening", "start `helixdiag serve` as a stand-in host, to test the rest of the path",
+            SERVICES, shlex.join([sys.executable, "-m", "helixdiag", "serve",
+                                  *(["--unix", socket_path] if socket_path else ["--tcp", f"127.0.0.1:{port}"])]),
+            recheck=("unix-socket.accept", "stream.ping", "stream.exchange", "guest-tcp.ping"),
+            execute=lambda: start_stand_in(socket_path, port), opt_in=True))
+    handled = {a.failure_id for a in actions}
+    for failure_id in found:
+        if failure_id not in handled:
+            entry = failures.get(failure_id)
+            actions.append(_manual(failure_id, entry.title, found[failure_id].remedy or entry.remedy))
+    return actions
+
+
+def _manual(failure_id: str, title: str, steps: str) -> Action:
+    return Action(failure_id, title, MANUAL, steps)
