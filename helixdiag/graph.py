@@ -55,6 +55,9 @@ EXPLAINS: dict[str, frozenset[str]] = {
         "vsockenc-connect-failed", "socat-not-running",
     }),
     "socat-port-conflict": frozenset({"qemu-bind-failed", "socat-not-running", "port-mismatch"}),
+    # socat resolves a relative UNIX-CONNECT against its own cwd (FAILURES #27): the socket is
+    # "missing" there and QEMU "does not listen" there because socat looks in the wrong place.
+    "socat-wrong-target": frozenset({"socket-missing", "qemu-not-listening"}),
     "qemu-binary-stale": frozenset({"qemu-no-helix", "qemu-not-listening", "frame-request-ignored"}),
     "qemu-no-helix": frozenset({"qemu-not-listening"}),
     "encoder-unavailable": frozenset({"encoder-error"}),
@@ -93,6 +96,17 @@ def _explains(cause: ProbeResult, effect: ProbeResult, closure: dict[str, set[st
     return cause.layer in closure.get(effect.layer, set())
 
 
+def _reachable(start: int, edges: dict[int, list[int]]) -> set[int]:
+    seen: set[int] = set()
+    todo = list(edges[start])
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(edges[node])
+    return seen
+
+
 def diagnose(results: Iterable[ProbeResult], topology: str) -> Diagnosis:
     results = list(results)
     failing = [r for r in results if r.status == Status.FAIL and r.failure_id]
@@ -100,7 +114,13 @@ def diagnose(results: Iterable[ProbeResult], topology: str) -> Diagnosis:
     errors = [r for r in results if r.status == Status.ERROR]
     closure = needs_closure(topology)
 
-    roots = [r for r in failing if not any(_explains(o, r, closure) for o in failing)]
+    # A failure is a root unless something outside its own explanation cycle explains it.
+    # (EXPLAINS can point against the layer order, so cycles exist, e.g. socat-port-conflict →
+    # qemu-bind-failed → socket-permission → socat-port-conflict; then the whole cycle is a
+    # candidate and the depth order below picks one, instead of naming no root at all.)
+    edges = {i: [j for j, e in enumerate(failing) if _explains(c, e, closure)] for i, c in enumerate(failing)}
+    reach = {i: _reachable(i, edges) for i in edges}
+    roots = [r for j, r in enumerate(failing) if not any(j in edges[i] and i not in reach[j] for i in edges)]
     # Deepest first: the layer that most others need, then data-path order.
     depth = {name: sum(name in needs for needs in closure.values()) for name in LAYER_NAMES}
     roots.sort(key=lambda r: (-depth.get(r.layer, 0), LAYER_NAMES.index(r.layer)))
@@ -127,5 +147,7 @@ def diagnose(results: Iterable[ProbeResult], topology: str) -> Diagnosis:
     for r in ordered:
         if r.failure_id and r.failure_id not in findings:
             findings.append(r.failure_id)
-    status = "fail" if failing or errors else "warn" if warnings else "pass"
+    # A FAIL without a failure id still fails the run (exit 1), it just names no finding.
+    failed_any = failing or any(r.status == Status.FAIL for r in results)
+    status = "fail" if failed_any or errors else "warn" if warnings else "pass"
     return Diagnosis(status, root_cause, findings, symptoms)

@@ -175,7 +175,9 @@ def _with_fault(name: str) -> Callable[[Stack], dict]:
 
 def _stale(s: Stack) -> dict:
     s.make_stale_socket()  # left by an earlier QEMU: older than the running one
-    time.sleep(0.05)
+    # Process start times are only known to about a second (Linux: boot time in whole
+    # seconds), so age the file like a real leftover rather than racing the clock.
+    os.utime(s.socket_path, (time.time() - 60, time.time() - 60))
     s.start_fake_qemu()
     s.start_socat()
     return {}

@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-pipewire ffmpeg
+  chromium
 )
 BREW_PACKAGES=(socat gstreamer ffmpeg)
 

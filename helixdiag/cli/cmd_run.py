@@ -10,7 +10,7 @@ from helixdiag import runner
 from helixdiag.cli.options import write_json
 from helixdiag.config import CHOICES, resolve
 from helixdiag.errors import ConfigError
-from helixdiag.report import junit, text
+from helixdiag.report import bundle, html, junit, text
 
 
 def run_options(func):
@@ -47,8 +47,11 @@ CONFIG_KEYS = ("side", "topology", "mode", "host", "port", "socket", "qemu_log",
 @run_options
 @click.option("--json", "json_dest", metavar="PATH|-", help="Write the JSON report ('-' = stdout, nothing else there).")
 @click.option("--junit", "junit_dest", metavar="PATH", help="Write JUnit XML (one testcase per probe).")
+@click.option("--html", "html_dest", metavar="PATH", help="Write a self-contained HTML report for the ticket.")
+@click.option("--bundle", "bundle_dest", metavar="PATH", help="Write a .tar.gz with the JSON/HTML reports and the logs' tails.")
+@click.option("--redact-paths", is_flag=True, help="Also replace the home directory and user name in every output.")
 @click.pass_obj
-def command(app, names, run_all, json_dest, junit_dest, **flags) -> None:
+def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, redact_paths, **flags) -> None:
     """Probe every hop of the video path and name the root cause.
 
     \b
@@ -62,10 +65,18 @@ def command(app, names, run_all, json_dest, junit_dest, **flags) -> None:
     if json_dest == "-":
         app.terminal.reserve_stdout()
     report = execute(app, flags, list(names), run_all)
+    report.redact_paths = redact_paths
+    if bundle_dest:
+        try:
+            bundle.write(report, bundle_dest)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {bundle_dest}: {exc.strerror or exc}") from None
     if json_dest:
         write_json(app, json_dest, report.to_dict())
     if junit_dest:
         _write(junit_dest, junit.render(report))
+    if html_dest:
+        _write(html_dest, html.render(report))
     text.render(app.terminal, report)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)

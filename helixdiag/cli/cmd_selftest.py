@@ -8,7 +8,7 @@ from rich.table import Table
 from helixdiag import runner, selftest
 from helixdiag.cli.cmd_run import _write
 from helixdiag.cli.options import write_json
-from helixdiag.report import junit, text
+from helixdiag.report import html, junit, text
 from helixdiag.report.model import Report
 
 
@@ -17,8 +17,9 @@ from helixdiag.report.model import Report
               help=f"Break one layer on purpose and check the diagnosis names it: all, {', '.join(selftest.scenario_names())}.")
 @click.option("--json", "json_dest", metavar="PATH|-", help="Write the JSON report (the last one with --break all).")
 @click.option("--junit", "junit_dest", metavar="PATH", help="Write JUnit XML (one testcase per scenario with --break all).")
+@click.option("--html", "html_dest", metavar="PATH", help="Write the HTML report (single scenario runs).")
 @click.pass_obj
-def command(app, break_id, json_dest, junit_dest) -> None:
+def command(app, break_id, json_dest, junit_dest, html_dest) -> None:
     """Start serve + real socat on loopback in a temporary directory, then diagnose it.
 
     \b
@@ -37,7 +38,7 @@ def command(app, break_id, json_dest, junit_dest) -> None:
     if break_id == "all":
         ok = _break_all(app, json_dest, junit_dest)
     else:
-        ok = _one(app, break_id, json_dest, junit_dest)
+        ok = _one(app, break_id, json_dest, junit_dest, html_dest)
     if not ok:
         raise click.exceptions.Exit(1)
 
@@ -60,7 +61,7 @@ def verdict(break_id: str | None, report: Report) -> tuple[bool, str]:
     return got == break_id, got or "no root cause"
 
 
-def _one(app, break_id, json_dest, junit_dest) -> bool:
+def _one(app, break_id, json_dest, junit_dest, html_dest=None) -> bool:
     t = app.terminal
     report, notes = diagnose(break_id)
     t.print("[muted]stack: " + " · ".join(notes) + "[/muted]")
@@ -68,6 +69,8 @@ def _one(app, break_id, json_dest, junit_dest) -> bool:
         write_json(app, json_dest, report.to_dict())
     if junit_dest:
         _write(junit_dest, junit.render(report))
+    if html_dest:
+        _write(html_dest, html.render(report))
     text.render(t, report)
     ok, got = verdict(break_id, report)
     if break_id:

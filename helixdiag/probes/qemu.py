@@ -37,15 +37,22 @@ def _instances(ctx: ProbeContext) -> list[QemuInstance]:
     return ctx.topology.qemu
 
 
+def _no_qemu(ctx: ProbeContext) -> Outcome:
+    """Why a QEMU check that needs a QEMU process is skipped without one."""
+    stand_in = _stand_in(ctx)
+    if stand_in is not None:
+        return skipped(f"the endpoint is served by pid {stand_in['pid']} ({stand_in['role']}), "
+                       "not QEMU: QEMU checks skipped", stand_in=stand_in)
+    return skipped("no QEMU process")
+
+
 @register("qemu.process", layer="qemu", side=Side.HOST,
           description="a QEMU process runs, with its helix-port and virtio-gpu device")
 def qemu_process(ctx: ProbeContext) -> Outcome:
     qemus = _instances(ctx)
     if not qemus:
-        stand_in = _stand_in(ctx)
-        if stand_in is not None:
-            return skipped(f"the endpoint is served by pid {stand_in['pid']} ({stand_in['role']}), "
-                           "not QEMU: QEMU checks skipped", stand_in=stand_in)
+        if _stand_in(ctx) is not None:
+            return _no_qemu(ctx)
         return failed("qemu-not-running", "no QEMU process (qemu-system-*, qemu-aarch64-softmmu, QEMULauncher)",
                       processes_scanned=len(ctx.obs.processes))
     q = qemus[0]
@@ -63,7 +70,7 @@ def qemu_process(ctx: ProbeContext) -> Outcome:
 def qemu_listener(ctx: ProbeContext) -> Outcome:
     qemus = _instances(ctx)
     if not qemus:
-        return skipped("no QEMU process")
+        return _no_qemu(ctx)
     topo = ctx.topology
     pids = {q.process.pid for q in qemus}
     tcp = [{"pid": lis.pid, "address": lis.address} for lis in ctx.obs.tcp_listeners if lis.pid in pids]
@@ -91,7 +98,7 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
 def qemu_binary(ctx: ProbeContext) -> Outcome:
     qemus = _instances(ctx)
     if not qemus:
-        return skipped("no QEMU process")
+        return _no_qemu(ctx)
     q = qemus[0]
     binary = q.binary
     if not binary or not os.path.isfile(binary):

@@ -11,6 +11,8 @@ from helixdiag.probes import Outcome, failed, passed, register, skipped
 from helixdiag.probes.context import ProbeContext
 from helixdiag.unixsock import PathState, classify
 
+START_TIME_PRECISION_S = 1.0
+
 
 def _path(ctx: ProbeContext) -> tuple[str | None, str]:
     topo = ctx.topology
@@ -86,5 +88,10 @@ def _age_against_qemu(ctx: ProbeContext, mtime: float | None, evidence: dict[str
     if starts:
         newest = max(starts)
         evidence["qemu_started"] = _iso(newest)
-        evidence["socket_older_than_qemu"] = mtime < newest
+        # A process start time is only known to about a second (Linux derives it from the
+        # boot time in whole seconds): closer than that, the order is unknown (None).
+        if abs(mtime - newest) > START_TIME_PRECISION_S:
+            evidence["socket_older_than_qemu"] = mtime < newest
+        else:
+            evidence["socket_older_than_qemu"] = None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import platform
 import re
@@ -74,6 +76,7 @@ class Report:
     diagnosis: Diagnosis
     topology: dict[str, Any] | None = None
     redactions: list[str] = field(default_factory=list)
+    redact_paths: bool = False  # also hide the home directory and the user name
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -89,9 +92,35 @@ class Report:
             "redactions": [],
         }
         redactions: set[str] = set(self.redactions)
-        doc = redact(doc, secret_values(), redactions)
+        secrets = secret_values()
+        if self.redact_paths:
+            secrets.update(path_values())
+        doc = redact(doc, secrets, redactions)
         doc["redactions"] = sorted(redactions)
         return doc
+
+    def redacted(self) -> Report:
+        """A copy with secrets (and, with redact_paths, home and user) replaced — for the
+        text view, which renders from objects rather than from `to_dict()`."""
+        secrets = secret_values()
+        if self.redact_paths:
+            secrets.update(path_values())
+        seen: set[str] = set()
+
+        def clean(obj):
+            return dataclasses.replace(obj, **{
+                f.name: redact(getattr(obj, f.name), secrets, seen)
+                for f in dataclasses.fields(obj) if isinstance(getattr(obj, f.name), str | dict | list)
+            })
+
+        diagnosis = clean(self.diagnosis)
+        if diagnosis.root_cause is not None:
+            diagnosis = dataclasses.replace(diagnosis, root_cause=clean(diagnosis.root_cause))
+        copy = dataclasses.replace(self, probes=[clean(p) for p in self.probes], diagnosis=diagnosis,
+                                   config=redact(self.config, secrets, seen),
+                                   topology=redact(self.topology, secrets, seen))
+        copy.redactions = sorted(set(self.redactions) | seen)
+        return copy
 
     @property
     def exit_code(self) -> int:
@@ -106,13 +135,29 @@ def secret_values(env: dict[str, str] | None = None) -> dict[str, str]:
     return dict(sorted(found.items(), key=lambda kv: -len(kv[1])))
 
 
+def path_values() -> dict[str, str]:
+    """`--redact-paths`: the home directory, then the user name (longest first)."""
+    import getpass
+
+    found = {}
+    home = os.path.expanduser("~")
+    if home not in ("/", "") and len(home) > 1:
+        found["path:home"] = home
+    with contextlib.suppress(Exception):
+        user = getpass.getuser()
+        if len(user) >= 3:
+            found["path:user"] = user
+    return found
+
+
 def redact(value: Any, secrets: dict[str, str], seen: set[str]) -> Any:
     """Replace every occurrence of a secret value anywhere in the document."""
     if isinstance(value, str):
         for name, secret in secrets.items():
             if secret in value:
-                value = value.replace(secret, f"<redacted:{name}>")
-                seen.add(f"env:{name}")
+                label = name if name.startswith("path:") else f"env:{name}"
+                value = value.replace(secret, f"<redacted:{label.split(':', 1)[1]}>")
+                seen.add(label)
         return value
     if isinstance(value, dict):
         return {k: redact(v, secrets, seen) for k, v in value.items()}

@@ -32,6 +32,7 @@ def layer_status(results: list[ProbeResult]) -> tuple[Status, ProbeResult | None
 
 def render(terminal, report: Report) -> None:
     t = terminal
+    report = report.redacted()
     diag = report.diagnosis
     root = diag.root_cause
     symptom_probes = {s["probe"] for s in diag.symptoms}

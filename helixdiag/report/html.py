@@ -1,0 +1,132 @@
+"""One self-contained HTML file for the bug ticket: the path drawn hop by hop (guest → host)
+with each layer coloured by status and the root cause marked, then the root cause's
+evidence and remedy, every probe, the environment and timings. No scripts, no external
+resources: it opens anywhere, offline, and prints."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from helixdiag.layers import LAYERS
+from helixdiag.probes import Status
+from helixdiag.report.model import Report
+from helixdiag.report.text import layer_status
+
+COLOURS = {
+    "pass": "#1a7f37", "warn": "#bf8700", "fail": "#cf222e", "error": "#8250df",
+    "blocked": "#6e7781", "skip": "#afb8c1",
+}
+
+CSS = """
+body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.muted{color:#656d76} code,pre{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
+pre{background:#f6f8fa;padding:8px;border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
+.verdict{display:inline-block;color:#fff;border-radius:6px;padding:2px 10px;font-weight:600}
+.path{display:flex;flex-wrap:wrap;align-items:stretch;gap:0;margin:16px 0}
+.hop{flex:1 1 110px;min-width:110px;border-radius:8px;padding:10px;color:#fff;position:relative;margin:4px 0}
+.hop .name{font-weight:700} .hop .st{font-size:12px;text-transform:uppercase;opacity:.95}
+.hop.root{outline:4px solid #000;outline-offset:2px}
+.hop .tag{position:absolute;top:-10px;right:6px;background:#000;color:#fff;font-size:11px;border-radius:4px;padding:0 5px}
+.arrow{align-self:center;font-size:20px;color:#656d76;padding:0 4px}
+.side{font-size:11px;text-transform:uppercase;letter-spacing:.06em;color:#656d76}
+table{border-collapse:collapse;width:100%} td,th{border-bottom:1px solid #d0d7de;padding:5px 6px;text-align:left;vertical-align:top}
+.pill{display:inline-block;border-radius:10px;padding:0 8px;color:#fff;font-size:12px}
+.root-box{border:2px solid #cf222e;border-radius:8px;padding:12px 14px;background:#fff5f5}
+"""
+
+
+def render(report: Report) -> str:
+    doc = report.to_dict()  # redacted: the HTML shows nothing the JSON would hide
+    diag = doc["diagnosis"]
+    root = diag["root_cause"]
+    probes = doc["probes"]
+    status = diag["status"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>helixdiag report — {_e(status.upper())}</title><style>{CSS}</style></head><body>",
+        f"<h1>helixdiag report <span class='verdict' style='background:{COLOURS[status]}'>"
+        f"{_e(status.upper())}</span></h1>",
+        f"<div class='muted'>{_e(doc['started_at'])} · {doc['duration_ms']} ms · "
+        f"helixdiag {_e(doc['tool']['version'])} · side {_e(doc['environment'].get('side', ''))}</div>",
+        _path(report, root),
+    ]
+    if root:
+        rp = next((p for p in probes if p["id"] == root["probe"]), None)
+        parts += [
+            "<h2>Root cause</h2><div class='root-box'>",
+            f"<div><b><code>{_e(root['failure_id'])}</code></b> "
+            f"<span class='muted'>({_e(root['layer'])} · {_e(root['probe'])})</span></div>",
+            f"<p>{_e(root['explanation'])}</p>",
+            f"<p><b>Remedy:</b> {_e(root['remedy'])}</p>",
+            f"<p class='muted'>More: <code>helixdiag explain {_e(root['failure_id'])}</code></p>",
+        ]
+        if rp:
+            parts.append(f"<b>Evidence</b><pre>{_e(json.dumps(rp['evidence'], indent=2, default=str))}</pre>")
+        parts.append("</div>")
+        if diag.get("symptoms"):
+            items = "".join(f"<li><code>{_e(s['failure_id'])}</code> ({_e(s['probe'])})</li>"
+                            for s in diag["symptoms"])
+            parts.append(f"<p>Explained by the root cause (symptoms):</p><ul>{items}</ul>")
+    elif status == "pass":
+        parts.append("<h2>Result</h2><p>No failure found: every layer that applies passed.</p>")
+    if diag["findings"]:
+        parts.append("<p>Findings: " + ", ".join(f"<code>{_e(f)}</code>" for f in diag["findings"]) + "</p>")
+
+    parts.append("<h2>Probes</h2><table><tr><th>probe</th><th>status</th><th>summary</th><th>ms</th></tr>")
+    for p in probes:
+        fid = f" <code>{_e(p['failure_id'])}</code>" if p["failure_id"] else ""
+        details = ""
+        if p["evidence"] or p["remedy"]:
+            body = _e(json.dumps(p["evidence"], indent=2, default=str))
+            remedy = f"<p><b>Remedy:</b> {_e(p['remedy'])}</p>" if p["remedy"] else ""
+            details = f"<details><summary class='muted'>evidence</summary>{remedy}<pre>{body}</pre></details>"
+        parts.append(
+            f"<tr><td><code>{_e(p['id'])}</code><div class='side'>{_e(p['layer'])} · {_e(p['side'])}</div></td>"
+            f"<td>{_pill(p['status'])}</td><td>{fid} {_e(p['summary'])}{details}</td>"
+            f"<td>{p['duration_ms']}</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2>Environment and configuration</h2>")
+    parts.append(f"<pre>{_e(json.dumps({'environment': doc['environment'], 'config': doc['config'], 'topology': doc['topology']}, indent=2, default=str))}</pre>")
+    if doc["redactions"]:
+        parts.append("<p class='muted'>Redacted: " + ", ".join(_e(r) for r in doc["redactions"]) + "</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _path(report: Report, root: dict[str, Any] | None) -> str:
+    """The hops in data-path order, guest first, each coloured by its layer's status."""
+    out = ["<div class='path' role='list' aria-label='the video path, guest to host'>"]
+    first = True
+    for layer in LAYERS:
+        mine = [p for p in report.probes if p.layer == layer.name]
+        if not mine:
+            continue
+        status, speaker = layer_status(mine)
+        is_root = bool(root and root["layer"] == layer.name)
+        if not first:
+            out.append("<div class='arrow'>→</div>")
+        first = False
+        text_colour = "#1f2328" if status == Status.SKIP else "#fff"
+        summary = speaker.summary if speaker else ""
+        out.append(
+            f"<div class='hop{' root' if is_root else ''}' role='listitem' data-layer='{_e(layer.name)}' "
+            f"data-status='{_e(str(status))}' style='background:{COLOURS[str(status)]};color:{text_colour}' "
+            f"title='{_e(summary)}'>"
+            + ("<span class='tag'>ROOT CAUSE</span>" if is_root else "")
+            + f"<div class='side' style='color:inherit;opacity:.85'>{_e(str(layer.side))}</div>"
+            f"<div class='name'>{_e(layer.name)}</div><div class='st'>{_e(str(status))}</div></div>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _pill(status: str) -> str:
+    colour = COLOURS.get(status, "#6e7781")
+    text_colour = "#1f2328" if status == "skip" else "#fff"
+    return f"<span class='pill' style='background:{colour};color:{text_colour}'>{_e(status)}</span>"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
