@@ -6,7 +6,6 @@ import sys
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from helixdiag import fix, runner
 from helixdiag.cli.cmd_run import CONFIG_KEYS, run_options
@@ -86,11 +85,12 @@ def _recheck(cfg, probe_ids: tuple[str, ...]) -> dict[str, str]:
 
 
 def _show_plan(t, actions: list[fix.Action], stand_in: bool) -> None:
-    table = Table(title="repair plan", title_justify="left")
-    for col in ("failure", "action", "risk", "how"):
-        table.add_column(col)
-    for a in actions:
-        how = a.command if a.automatic else a.command
-        kind = "auto" if a.automatic and (stand_in or not a.opt_in) else ("opt-in: --stand-in" if a.opt_in else "manual")
-        table.add_row(f"[id]{a.failure_id}[/id]", escape(a.title), f"{a.risk} ({kind})", escape(how))
-    t.print(table)
+    t.print("[bold]repair plan[/bold]")
+    for i, a in enumerate(actions, 1):
+        if a.automatic and (stand_in or not a.opt_in):
+            kind = "auto"
+        else:
+            kind = "opt-in: --stand-in" if a.opt_in else "manual"
+        t.print(f"{i:2}. [id]{a.failure_id}[/id] {escape(a.title)} [muted]({a.risk}, {kind})[/muted]", soft_wrap=True)
+        prefix = "$ " if a.automatic else ""
+        t.print(f"    [muted]{prefix}{escape(a.command)}[/muted]", soft_wrap=True)
