@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from helixdiag import runner
+from helixdiag import merge, remote, runner
 from helixdiag.cli.options import write_json
 from helixdiag.config import CHOICES, resolve
 from helixdiag.errors import ConfigError
@@ -50,8 +50,14 @@ CONFIG_KEYS = ("side", "topology", "mode", "host", "port", "socket", "qemu_log",
 @click.option("--html", "html_dest", metavar="PATH", help="Write a self-contained HTML report for the ticket.")
 @click.option("--bundle", "bundle_dest", metavar="PATH", help="Write a .tar.gz with the JSON/HTML reports and the logs' tails.")
 @click.option("--redact-paths", is_flag=True, help="Also replace the home directory and user name in every output.")
+@click.option("--guest", "guest_prefix", metavar="PREFIX",
+              help="Run the guest side through this command prefix (e.g. 'ssh ubuntu@helix-vm', "
+                   "'docker exec -i NAME') and merge it into one report.")
+@click.option("--guest-timeout", type=click.FloatRange(1, 3600), default=90.0, show_default=True,
+              help="Bound on the remote guest run, seconds.")
 @click.pass_obj
-def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, redact_paths, **flags) -> None:
+def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, redact_paths,
+            guest_prefix, guest_timeout, **flags) -> None:
     """Probe every hop of the video path and name the root cause.
 
     \b
@@ -64,7 +70,10 @@ def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, 
     """
     if json_dest == "-":
         app.terminal.reserve_stdout()
-    report = execute(app, flags, list(names), run_all)
+    if guest_prefix:
+        report = execute_with_guest(app, flags, list(names), run_all, guest_prefix, guest_timeout)
+    else:
+        report = execute(app, flags, list(names), run_all)
     report.redact_paths = redact_paths
     if bundle_dest:
         try:
@@ -90,6 +99,26 @@ def execute(app, flags: dict, names: list[str], run_all: bool):
         with app.terminal.human.status("probing the path…", spinner="dots"):
             return work.run()
     return work.run()
+
+
+GUEST_FORWARDED = ("host", "port", "timeout", "mode", "pipeline", "gst_log", "pipewire_node", "frames", "size")
+
+
+def execute_with_guest(app, flags: dict, names: list[str], run_all: bool, prefix: str, timeout: float):
+    """The guest probes remotely, the host probes here, one merged report."""
+    args: list[str] = []
+    for key in GUEST_FORWARDED:
+        value = flags.get(key)
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    args += names
+    if app.terminal.is_tty and not app.terminal.quiet:
+        with app.terminal.human.status(f"running the guest side via {prefix}…"):
+            guest = remote.run_guest(prefix, args, run_timeout=timeout)
+    else:
+        guest = remote.run_guest(prefix, args, run_timeout=timeout)
+    host = execute(app, {**flags, "side": "host"}, names, run_all)
+    return merge.merge(host, guest)
 
 
 def _write(path: str, content: str) -> None:

@@ -1,0 +1,136 @@
+"""Run the guest side somewhere else and bring its report back.
+
+`--guest "ssh ubuntu@helix-vm"` (or `docker exec -i NAME`, `ssh vm docker exec -i NAME`,
+`utmctl exec …`, `env` for this machine) is a command prefix that runs a command on the
+guest. We run `PREFIX sh -s` and feed a small POSIX script on its standard input, so the
+same thing works whether the prefix hands us a login shell (ssh) or execs directly
+(docker exec). The script runs `helixdiag run --side guest --json -` there and frames its
+output with markers; we parse the JSON report — never scraped text.
+
+pexpect drives it through a pty so that prompts are seen: a password or host-key question
+fails at once with a clear message instead of waiting for input nobody will type. Every
+step has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pexpect
+
+from helixdiag.errors import ConfigError
+
+BEGIN, JSON_END, END, MISSING = "HXD-BEGIN", "HXD-JSON-END", "HXD-END", "HXD-MISSING"
+INSTALL_HINT = "python3 -m pip install --user 'helixdiag @ git+<this repository>'  (or pipx install …)"
+
+PROMPTS = [
+    (re.compile(r"(?i)password[^\n]*:\s*$"), "the remote asks for a password; use key-based login (ssh-copy-id) or an agent"),
+    (re.compile(r"(?i)passphrase[^\n]*:\s*$"), "the remote asks for a key passphrase; load the key into ssh-agent first"),
+    (re.compile(r"(?i)are you sure you want to continue connecting"), "ssh asks to accept an unknown host key; connect once by hand (or add it to known_hosts)"),
+    (re.compile(r"(?i)\[sudo\] password"), "the remote asks for a sudo password"),
+]
+
+# Through a pty `sh -s` may think it is interactive and print prompts: silence them first.
+SCRIPT = """\
+PS1=''; PS2=''; export PS1 PS2
+echo {begin}
+if command -v helixdiag >/dev/null 2>&1; then set -- helixdiag
+elif python3 -m helixdiag --version >/dev/null 2>&1; then set -- python3 -m helixdiag
+else echo {missing}; echo {end}; exit 0; fi
+err=$(mktemp 2>/dev/null || echo /tmp/hxd-remote-err.$$)
+"$@" run --side guest --json - {args} 2>"$err"
+rc=$?
+echo
+echo "{json_end} $rc"
+sed 's/^/HXD-ERR /' "$err"; rm -f "$err"
+echo {end}
+"""
+
+
+@dataclass
+class RemoteResult:
+    prefix: str
+    report: dict[str, Any] | None
+    exit_code: int | None
+    stderr: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+class RemoteError(ConfigError):
+    """The guest side could not be run; the message says why and what to do."""
+
+
+def build_script(args: list[str]) -> str:
+    return SCRIPT.format(begin=BEGIN, missing=MISSING, end=END, json_end=JSON_END,
+                         args=" ".join(shlex.quote(a) for a in args))
+
+
+def run_guest(prefix: str, args: list[str], *, connect_timeout: float = 20.0,
+              run_timeout: float = 90.0) -> RemoteResult:
+    """Run the guest probes through `prefix`; raises RemoteError with a clear reason."""
+    argv = shlex.split(prefix)
+    if not argv:
+        raise RemoteError("--guest needs a command prefix, e.g. --guest 'ssh ubuntu@helix-vm'")
+    started = time.monotonic()
+    try:
+        child = pexpect.spawn(argv[0], [*argv[1:], "sh", "-s"], encoding="utf-8",
+                              codec_errors="replace", echo=False, timeout=connect_timeout,
+                              dimensions=(24, 500))
+    except pexpect.ExceptionPexpect as exc:
+        raise RemoteError(f"cannot start {argv[0]!r}: {exc}") from None
+    try:
+        child.send(build_script(args))
+        child.sendeof()
+        patterns = [p for p, _ in PROMPTS] + [re.compile(BEGIN), pexpect.EOF, pexpect.TIMEOUT]
+        index = child.expect(patterns, timeout=connect_timeout)
+        if index < len(PROMPTS):
+            raise RemoteError(f"{prefix}: {PROMPTS[index][1]}")
+        if patterns[index] is pexpect.EOF:
+            raise RemoteError(f"{prefix}: the command ended before the guest script ran: "
+                              f"{_last_words(child.before)}")
+        if patterns[index] is pexpect.TIMEOUT:
+            raise RemoteError(f"{prefix}: no answer within {connect_timeout:g} s "
+                              f"(last output: {_last_words(child.before)})")
+        index = child.expect([re.compile(MISSING), re.compile(JSON_END + r" (\d+)"), pexpect.EOF, pexpect.TIMEOUT],
+                             timeout=run_timeout)
+        if index == 0:
+            raise RemoteError(f"helixdiag is not installed on the guest ({prefix}); install it there with: {INSTALL_HINT}")
+        if index in (2, 3):
+            what = "ended" if index == 2 else f"did not finish within {run_timeout:g} s"
+            raise RemoteError(f"{prefix}: the guest run {what} (last output: {_last_words(child.before)})")
+        body = child.before
+        exit_code = int(child.match.group(1))
+        child.expect([re.compile(END), pexpect.EOF, pexpect.TIMEOUT], timeout=10)
+        stderr = [line[len("HXD-ERR "):].rstrip("\r") for line in child.before.splitlines()
+                  if line.startswith("HXD-ERR ")]
+    finally:
+        child.close(force=True)
+    report = _parse_report(body, exit_code, stderr, prefix)
+    return RemoteResult(prefix, report, exit_code, stderr, time.monotonic() - started)
+
+
+def _parse_report(body: str, exit_code: int, stderr: list[str], prefix: str) -> dict[str, Any]:
+    text = body.replace("\r\n", "\n").strip()
+    start = text.find("{")
+    if start < 0:
+        why = "; ".join(stderr[-3:]) or "no output"
+        raise RemoteError(f"{prefix}: the guest run printed no report (exit {exit_code}): {why}")
+    try:
+        report, _ = json.JSONDecoder().raw_decode(text[start:])  # ignore anything after it
+    except json.JSONDecodeError as exc:
+        raise RemoteError(f"{prefix}: the guest's report is not valid JSON ({exc}); is its helixdiag too old?") from None
+    if not isinstance(report, dict) or report.get("schema") != "helixdiag.report/v1":
+        raise RemoteError(f"{prefix}: the guest answered with something other than a helixdiag.report/v1")
+    return report
+
+
+def _last_words(text: object) -> str:
+    if not isinstance(text, str):
+        return "nothing"
+    lines = [ln.strip() for ln in text.replace("\r", "").splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[:300] or "nothing"
