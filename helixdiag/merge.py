@@ -56,7 +56,8 @@ def _port_check(remote: dict[str, Any], host: Report) -> ProbeResult | None:
         return None
     sources = ((remote.get("config") or {}).get("sources") or {})
     evidence = {"guest_port": guest_port, "guest_port_from": f"guest: {sources.get('port', 'default')}",
-                "host_port": host_port, "host_port_from": f"host: {topo.get('port_source')}"}
+                "host_port": host_port, "host_port_from": f"host: {topo.get('port_source')}",
+                "ran_on": "both sides (compared after the merge)"}
     if guest_port == host_port:
         return ProbeResult("guest-tcp.port", "guest-tcp", "guest", Status.PASS,
                            f"guest and host agree on port {guest_port}", evidence=evidence)
