@@ -638,7 +638,7 @@ class ScanoutProducer(threading.Thread):
         self.scanout_id = scanout_id
         self._subs: list[Subscriber] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._keyframe = threading.Event()
         self._bitrate: int | None = None
         self._last_drop_key = 0.0
@@ -671,7 +671,7 @@ class ScanoutProducer(threading.Thread):
 
     def stop(self) -> None:
         self.alive = False
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         cfg = self.server.config
@@ -688,7 +688,7 @@ class ScanoutProducer(threading.Thread):
         next_due = time.monotonic()
         n = 0
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 if self._bitrate is not None:
                     encoder.set_bitrate(self._bitrate)
                     self._bitrate = None
@@ -711,7 +711,7 @@ class ScanoutProducer(threading.Thread):
                 next_due += period
                 delay = next_due - time.monotonic()
                 if delay > 0:
-                    self._stop.wait(delay)
+                    self._halt.wait(delay)
                 else:
                     next_due = time.monotonic()  # running late: do not try to catch up
         except EncodeFailed as exc:
