@@ -68,9 +68,10 @@ def _register_commands() -> None:
         cmd_selftest,
         cmd_send,
         cmd_serve,
+        cmd_watch,
     )
 
-    for module in (cmd_run, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_explain, cmd_list):
+    for module in (cmd_run, cmd_watch, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_explain, cmd_list):
         cli.add_command(module.command)
 
 

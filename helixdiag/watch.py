@@ -1,0 +1,225 @@
+"""`watch`: the view to leave open while restarting the VM.
+
+Every few seconds the cheap probes run again (everything but the encoder session and the
+full stream exchange); meanwhile a stream stays open on each hop that can carry one (the
+host endpoint itself, and the guest's TCP path) and measures frames/s, latency and bytes
+per frame over a sliding window. Each layer's status change is an `Event` with a
+timestamp, optionally appended to a JSON-lines file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from helixdiag import net, protocol, runner
+from helixdiag.client import Connection
+from helixdiag.config import RunConfig
+from helixdiag.frames import SyntheticSource
+from helixdiag.probes import ProbeSpec, Status
+from helixdiag.protocol import ErrorMessage, FrameRequest, FrameResponse, PixelFormat
+from helixdiag.report.model import Report
+from helixdiag.report.text import layer_status
+
+EXPENSIVE = frozenset({"encoder.session", "stream.exchange"})
+WINDOW_S = 5.0
+
+
+def cheap_probes() -> list[ProbeSpec]:
+    return [p for p in runner.select([], True) if p.id not in EXPENSIVE]
+
+
+@dataclass
+class Event:
+    at: float
+    layer: str
+    before: str | None
+    after: str
+    failure_id: str | None
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)), "layer": self.layer,
+                "from": self.before, "to": self.after, "failure_id": self.failure_id, "summary": self.summary}
+
+
+@dataclass
+class LayerState:
+    status: str
+    since: float
+    failure_id: str | None
+    summary: str
+    failing_s: float = 0.0
+
+
+class StreamMonitor(threading.Thread):
+    """Keeps one request-mode stream open on an endpoint, at a modest rate, and measures it.
+    Reconnects on failure; every wait is bounded by the run's timeout."""
+
+    def __init__(self, name: str, endpoint: net.Endpoint, timeout: float, fps: float = 10.0,
+                 size: tuple[int, int] = (320, 240)) -> None:
+        super().__init__(name=f"watch-stream {name}", daemon=True)
+        self.label = name
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.period = 1.0 / fps
+        self.source = SyntheticSource(size[0], size[1], PixelFormat.NV12)
+        self.samples: deque[tuple[float, float, int]] = deque()  # (time, latency ms, bytes)
+        self.error: str | None = None
+        self.connected = False
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                conn = Connection(self.endpoint, self.timeout)
+            except net.NetError as exc:
+                self._fail(str(exc))
+                continue
+            self.connected, self.error = True, None
+            try:
+                self._stream(conn)
+            except (OSError, TimeoutError, EOFError, protocol.RemoteProtocolError) as exc:
+                self._fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            finally:
+                conn.close()
+
+    def _fail(self, why: str) -> None:
+        self.connected, self.error = False, why
+        self._halt.wait(min(2.0, self.timeout))
+
+    def _stream(self, conn: Connection) -> None:
+        layout = self.source.layout
+        n = 0
+        while not self._halt.is_set():
+            t0 = time.perf_counter()
+            req = FrameRequest(layout.width, layout.height, PixelFormat.NV12, layout.stride, pts=n,
+                               force_keyframe=n % 30 == 0, pixels=self.source.frame(n))
+            conn.send(req, time.monotonic() + self.timeout)
+            try:
+                reply = conn.receive(self.timeout)
+            except TimeoutError:
+                raise TimeoutError(f"no reply within {self.timeout:g} s") from None
+            if isinstance(reply, ErrorMessage):
+                raise OSError(f"host answered ERROR {reply.code}")
+            if not isinstance(reply, FrameResponse):
+                raise OSError(f"unexpected {type(reply).__name__}")
+            now = time.perf_counter()
+            with self._lock:
+                self.samples.append((time.monotonic(), (now - t0) * 1000, len(reply.data)))
+                while self.samples and self.samples[0][0] < time.monotonic() - WINDOW_S:
+                    self.samples.popleft()
+            n += 1
+            self._halt.wait(max(0.0, self.period - (now - t0)))
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            recent = [s for s in self.samples if s[0] >= time.monotonic() - WINDOW_S]
+        if not recent or not self.connected:
+            return {"hop": self.label, "endpoint": str(self.endpoint), "ok": False,
+                    "error": self.error or "no frames yet", "fps": 0.0}
+        span = max(recent[-1][0] - recent[0][0], 1e-3)
+        lat = np.array([s[1] for s in recent])
+        return {"hop": self.label, "endpoint": str(self.endpoint), "ok": True, "error": None,
+                "fps": round((len(recent) - 1) / span, 1) if len(recent) > 1 else 0.0,
+                "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
+                "latency_p95_ms": round(float(np.percentile(lat, 95)), 2),
+                "bytes_per_frame": int(sum(s[2] for s in recent) / len(recent))}
+
+
+@dataclass
+class Watcher:
+    config: RunConfig
+    jsonl: IO[str] | None = None
+    layers: dict[str, LayerState] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    monitors: dict[str, StreamMonitor] = field(default_factory=dict)
+    rounds: int = 0
+    started: float = field(default_factory=time.time)
+    last_report: Report | None = None
+    _previous_round_at: float = 0.0
+
+    def round(self) -> list[Event]:
+        """Run the cheap probes once; return the layers whose status changed."""
+        report = runner.Runner(self.config, cheap_probes()).run()
+        self.last_report = report
+        self.rounds += 1
+        now = time.time()
+        if self._previous_round_at:
+            for state in self.layers.values():
+                if state.status == Status.FAIL:
+                    state.failing_s += now - self._previous_round_at
+        changes = []
+        by_layer: dict[str, list] = {}
+        for p in report.probes:
+            by_layer.setdefault(p.layer, []).append(p)
+        for layer, results in by_layer.items():
+            status, speaker = layer_status(results)
+            state = self.layers.get(layer)
+            failure = speaker.failure_id if speaker else None
+            summary = speaker.summary if speaker else ""
+            if state is None or state.status != status or state.failure_id != failure:
+                event = Event(now, layer, state.status if state else None, str(status), failure, summary)
+                changes.append(event)
+                self.events.append(event)
+                if self.jsonl is not None:
+                    self.jsonl.write(json.dumps(event.to_dict()) + "\n")
+                    self.jsonl.flush()
+                failing_s = state.failing_s if state else 0.0
+                self.layers[layer] = LayerState(str(status), now, failure, summary, failing_s)
+            else:
+                state.summary = summary
+        self._previous_round_at = now
+        self._update_monitors(report)
+        return changes
+
+    def _update_monitors(self, report: Report) -> None:
+        """One stream per hop that can carry one; follow the endpoint if it moves."""
+        wanted: dict[str, net.Endpoint] = {}
+        topo = report.topology or {}
+        if topo.get("kind") == "socat" and topo.get("socket"):
+            wanted["host endpoint"] = net.Endpoint("unix", path=topo["socket"])
+        elif topo.get("listen_port"):
+            wanted["host endpoint"] = net.Endpoint("tcp", host="127.0.0.1", port=topo["listen_port"])
+        port = self.config.port or topo.get("listen_port")
+        if self.config.side in ("guest", "both") and port:
+            wanted["guest path"] = net.Endpoint("tcp", host=self.config.host, port=port)
+        for name, endpoint in wanted.items():
+            mon = self.monitors.get(name)
+            if mon is None or mon.endpoint != endpoint:
+                if mon is not None:
+                    mon.stop()
+                mon = StreamMonitor(name, endpoint, self.config.timeout)
+                mon.start()
+                self.monitors[name] = mon
+        for name in list(self.monitors):
+            if name not in wanted:
+                self.monitors.pop(name).stop()
+
+    def stream_stats(self) -> list[dict[str, Any]]:
+        return [m.stats() for m in self.monitors.values()]
+
+    def stop(self) -> None:
+        for mon in self.monitors.values():
+            mon.stop()
+        for mon in self.monitors.values():
+            mon.join(timeout=self.config.timeout + 1)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "duration_s": round(time.time() - self.started, 1),
+            "rounds": self.rounds,
+            "changes": len(self.events),
+            "layers": {name: {"status": s.status, "failure_id": s.failure_id, "failing_s": round(s.failing_s, 1)}
+                       for name, s in self.layers.items()},
+        }
