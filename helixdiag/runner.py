@@ -59,7 +59,7 @@ class Runner:
         self.probes = probes
         self.explicit = explicit or set()  # probe ids/layers named on the command line
         self.progress = progress
-        self.ctx = ProbeContext(config)
+        self.ctx = ProbeContext(config, explicit=self.explicit)
         self._talk_lock = threading.Lock()
 
     def probe_timeout(self, spec: ProbeSpec) -> float:

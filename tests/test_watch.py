@@ -43,8 +43,9 @@ def test_watch_shows_a_break_and_a_repair_under_tmux(tmp_path):
         cmd = [sys.executable, "-m", "helixdiag", "watch", "--side", "both", "--host", "127.0.0.1",
                "--port", str(stack.port), "--socket", stack.socket_path, "--interval", "1",
                "--timeout", "1", "--jsonl", str(jsonl)]
-        tmux("new-session", "-d", "-s", session, "-x", "180", "-y", "50",
-             f"cd {shlex.quote(str(REPO))} && NO_COLOR=1 {shlex.join(cmd)}; sleep 60")
+        # COLUMNS/LINES from whoever started the tmux server would override the pane's size.
+        tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "60",
+             f"cd {shlex.quote(str(REPO))} && env -u COLUMNS -u LINES NO_COLOR=1 {shlex.join(cmd)}; sleep 60")
         screen = wait_for(lambda: (s := tmux("capture-pane", "-p", "-t", session)) and "unix-socket" in s
                           and "round 2" in s and s, 30)
         assert screen, tmux("capture-pane", "-p", "-t", session)

@@ -65,6 +65,7 @@ def _register_commands() -> None:
         cmd_fix,
         cmd_lint,
         cmd_list,
+        cmd_logs,
         cmd_run,
         cmd_selftest,
         cmd_send,
@@ -72,8 +73,8 @@ def _register_commands() -> None:
         cmd_watch,
     )
 
-    for module in (cmd_run, cmd_watch, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_lint, cmd_explain,
-                   cmd_list):
+    for module in (cmd_run, cmd_watch, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_lint, cmd_logs,
+                   cmd_explain, cmd_list):
         cli.add_command(module.command)
 
 

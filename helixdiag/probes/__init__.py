@@ -78,6 +78,7 @@ REGISTRY: dict[str, ProbeSpec] = {}
 
 # The layer modules; importing them fills REGISTRY.
 _MODULES = (
+    "helixdiag.probes.pipewire",
     "helixdiag.probes.guest_tcp",
     "helixdiag.probes.socat",
     "helixdiag.probes.unix_socket",

@@ -21,6 +21,7 @@ class ProbeContext:
     config: RunConfig
     obs: Observations = field(default_factory=Observations)
     results: dict[str, ProbeResult] = field(default_factory=dict)
+    explicit: set[str] = field(default_factory=set)  # probe ids / layers named on the command line
 
     def __post_init__(self) -> None:
         self._topology_lock = threading.Lock()
