@@ -105,10 +105,18 @@ def _validate(name: str, value: Any, origin: str) -> None:
         raise ConfigError(f"{origin}: {name} must be between 0 and 3600 seconds, got {value}")
     if name == "frames" and not 1 <= value <= 10_000:
         raise ConfigError(f"{origin}: frames must be 1-10000, got {value}")
+    if isinstance(value, str) and "\0" in value:
+        # Paths with a NUL make every os/socket call raise ValueError in the probes.
+        raise ConfigError(f"{origin}: {name} must not contain a NUL character, got {value!r}")
     if name == "size":
         w, sep, h = value.partition("x")
-        if not (sep and w.isdigit() and h.isdigit() and 0 < int(w) <= 8192 and 0 < int(h) <= 8192):
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (sep and _is_number(w) and _is_number(h) and 0 < int(w) <= 8192 and 0 < int(h) <= 8192):
             raise ConfigError(f"{origin}: size must be WIDTHxHEIGHT, got {value!r}")
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def profile_dirs() -> list[Path]:
@@ -180,8 +188,24 @@ def resolve(flags: dict[str, Any], env: dict[str, str] | None = None) -> RunConf
         setattr(cfg, name, _coerce(name, value, origin))
         sources[name] = origin
     cfg.sources = sources
+    _check_given_files(cfg)
     _apply_platform_defaults(cfg)
     return cfg
+
+
+def _check_given_files(cfg: RunConfig) -> None:
+    """A log the user named must be readable: say so now, not as a skipped probe later."""
+    for name in ("qemu_log", "gst_log"):
+        path = getattr(cfg, name)
+        if path is None:
+            continue
+        flag = cfg.source(name)
+        if os.path.isdir(path):
+            raise ConfigError(f"{flag}: {path} is a directory, not a log file")
+        if not os.path.isfile(path):
+            raise ConfigError(f"{flag}: no such file {path}")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"{flag}: {path} is not readable")
 
 
 def _apply_platform_defaults(cfg: RunConfig) -> None:

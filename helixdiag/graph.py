@@ -85,14 +85,23 @@ def needs_closure(topology: str) -> dict[str, set[str]]:
     return closure
 
 
+# Facts about a component itself (how it is installed, configured or built): nothing that
+# fails elsewhere on the path explains them, so the layer order never makes them symptoms.
+INTRINSIC: frozenset[str] = frozenset({
+    "vsockenc-missing", "gst-pipeline-order", "gst-profile-caps", "gst-bgra-bandwidth",
+    "pipewire-shm-buffers", "qemu-binary-stale", "qemu-no-helix", "qemu-dylib-sysroot",
+    "encoder-unavailable", "socket-path-too-long", "socket-not-a-socket", "socat-no-fork",
+})
+
+
 def _explains(cause: ProbeResult, effect: ProbeResult, closure: dict[str, set[str]]) -> bool:
     if cause is effect:
         return False
     c_id, e_id = cause.failure_id or "", effect.failure_id or ""
     if e_id in EXPLAINS.get(c_id, ()):
         return True
-    if c_id in EXPLAINS.get(e_id, ()):
-        return False  # the explicit rule wins over the layer order
+    if c_id in EXPLAINS.get(e_id, ()) or e_id in INTRINSIC:
+        return False  # the explicit rules win over the layer order
     return cause.layer in closure.get(effect.layer, set())
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from helixdiag.layers import LAYER_NAMES, Side
 
 if TYPE_CHECKING:
+    from helixdiag.findings import Finding
     from helixdiag.probes.context import ProbeContext
 
 
@@ -51,6 +52,21 @@ def warned(failure_id: str, summary: str, *, remedy: str | None = None, **eviden
     return Outcome(Status.WARN, summary, failure_id, evidence, remedy)
 
 
+def from_findings(findings: list[Finding], pass_summary: str, evidence: dict, remedy_suffix: str = "") -> Outcome:
+    """The most severe finding speaks for the probe; all of them stay in the evidence."""
+    fails = [f for f in findings if f.severity == "fail"]
+    warns = [f for f in findings if f.severity == "warn"]
+    first = (fails or warns or [None])[0]
+    if first is None:
+        return passed(pass_summary, **evidence)
+    more = len(fails) + len(warns) - 1
+    summary = first.message + (f" (and {more} more finding{'s' if more > 1 else ''})" if more > 0 else "")
+    remedy = first.remedy + remedy_suffix
+    if fails:
+        return failed(first.failure_id, summary, remedy=remedy, **evidence)
+    return warned(first.failure_id, summary, remedy=remedy, **evidence)
+
+
 def skipped(reason: str, **evidence: Any) -> Outcome:
     return Outcome(Status.SKIP, reason, evidence=evidence)
 
@@ -79,6 +95,7 @@ REGISTRY: dict[str, ProbeSpec] = {}
 # The layer modules; importing them fills REGISTRY.
 _MODULES = (
     "helixdiag.probes.pipewire",
+    "helixdiag.probes.vsockenc",
     "helixdiag.probes.guest_tcp",
     "helixdiag.probes.socat",
     "helixdiag.probes.unix_socket",

@@ -34,6 +34,17 @@ class ProbeContext:
     def result(self, probe_id: str) -> ProbeResult | None:
         return self.results.get(probe_id)
 
+    def asked(self, layer: str, *options: str) -> bool:
+        """Was this layer asked for: named on the command line, or one of its options given?"""
+        if any(self.config.asked_for(o) for o in options):
+            return True
+        return any(name == layer or name.startswith(layer + ".") for name in self.explicit)
+
+    def absent_is_skip(self, layer: str, *options: str) -> bool:
+        """On `--side both` (CI, the self-test) a guest component that simply is not on this
+        machine is a skip, unless it was asked for (SPEC.md §2); inside a guest it fails."""
+        return self.config.side == "both" and not self.asked(layer, *options)
+
     def status_of(self, probe_id: str) -> str | None:
         r = self.results.get(probe_id)
         return str(r.status) if r else None

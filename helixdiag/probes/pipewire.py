@@ -81,20 +81,9 @@ def _tool_timeout(ctx: ProbeContext) -> float:
     return min(max(2.0, ctx.config.timeout), 10.0)
 
 
-def _asked(ctx: ProbeContext) -> bool:
-    """Was the pipewire layer asked for (--pipewire-node, or named on the command line)?
-
-    The probe ids/layers named on the command line are the runner's `explicit` set; they
-    count when the context carries them (`ctx.explicit`)."""
-    if ctx.config.asked_for("pipewire_node"):
-        return True
-    explicit = getattr(ctx, "explicit", None) or ()
-    return any(name == "pipewire" or name.startswith("pipewire.") for name in explicit)
-
-
 def _not_a_guest(ctx: ProbeContext) -> bool:
     """`--side both` and nobody asked for PipeWire: an absent component is a skip."""
-    return ctx.config.side == "both" and not _asked(ctx)
+    return ctx.absent_is_skip("pipewire", "pipewire_node")
 
 
 def _lookup(ctx: ProbeContext) -> _Lookup:

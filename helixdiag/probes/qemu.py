@@ -6,10 +6,11 @@ import os
 import re
 import sys
 
+from helixdiag import logscan
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
 from helixdiag.observe.system import iso_time, run_command
-from helixdiag.probes import Outcome, failed, passed, register, skipped
+from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped
 from helixdiag.probes.context import ProbeContext
 from helixdiag.topology import QemuInstance
 
@@ -159,3 +160,25 @@ def judge_dylibs(deps: parsers.OtoolDeps) -> Outcome:
         # Homebrew dependencies (capstone, gnutls) are left alone by fix-qemu-paths.sh (FAILURES #32).
         return passed("no build-tree paths; some dylibs come from a package prefix (Homebrew)", **evidence)
     return passed("every dylib path is a system or @rpath path", **evidence)
+
+
+@register("qemu.log", layer="qemu", side=Side.HOST, timeout=60,
+          description="QEMU's [HELIX] log: init steps reached, bind/init errors, version, encoder errors")
+def qemu_log(ctx: ProbeContext) -> Outcome:
+    path = ctx.config.qemu_log
+    if not path:
+        return skipped("no QEMU log given (--qemu-log; on macOS UTM's helix-debug.log is the default)")
+    if not os.path.isfile(path):
+        return skipped(f"no QEMU log at {path} (from {ctx.config.source('qemu_log')}); QEMU's stderr "
+                       "may be the only place its [HELIX] lines go (FAILURES.md #38)")
+    summary = logscan.scan_file(path, kind="qemu")
+    facts = summary.to_dict()
+    facts.pop("findings", None)
+    evidence = {"log": path, **facts}
+    if not getattr(summary, "has_helix", False):
+        return skipped(f"{path} has no [HELIX] lines: not a helix log, or the logging went elsewhere",
+                       **evidence)
+    version = getattr(summary, "version", None)
+    last = getattr(summary, "last_step", None)
+    return from_findings(summary.findings,
+                         f"init reached '{last}'" + (f" ({version})" if version else ""), evidence)

@@ -1,0 +1,127 @@
+"""vsockenc layer (guest): the element is installed, the pipeline passes the lint, and the
+element's GST_DEBUG log shows a healthy sequence."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from helixdiag import logscan, pipeline
+from helixdiag.layers import Side
+from helixdiag.observe.system import run_command
+from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped
+from helixdiag.probes.context import ProbeContext
+
+# Elements whose absence fails the Helix pipeline the same way ("Internal data stream error").
+COMPANIONS = ("h264parse", "pipewiresrc")
+_PROP = re.compile(r"^  ([a-z][\w-]*)\s+: (.*)$")
+_DEFAULT = re.compile(r"Default: (.+?)\s*$")
+
+
+def parse_inspect_properties(text: str) -> dict[str, dict[str, str]]:
+    """`gst-inspect-1.0 ELEMENT` → {property: {"blurb", "default"}} (the Element Properties block)."""
+    props: dict[str, dict[str, str]] = {}
+    current = None
+    in_block = False
+    for line in text.splitlines():
+        if line.startswith("Element Properties:"):
+            in_block = True
+            continue
+        if in_block and line and not line.startswith(" "):
+            break
+        if not in_block:
+            continue
+        if m := _PROP.match(line):
+            current = props.setdefault(m.group(1), {"blurb": m.group(2).strip()})
+        elif current is not None and (d := _DEFAULT.search(line)):
+            current["default"] = d.group(1).strip('"')
+    return props
+
+
+def _inspect(element: str, timeout: float):
+    # GST_PLUGIN_PATH and friends come from our environment, as for the real pipeline.
+    return run_command(["gst-inspect-1.0", element], timeout=timeout)
+
+
+@register("vsockenc.element", layer="vsockenc", side=Side.GUEST, timeout=30,
+          description="vsockenc is installed (gst-inspect-1.0), with h264parse and pipewiresrc")
+def vsockenc_element(ctx: ProbeContext) -> Outcome:
+    timeout = max(5.0, ctx.config.timeout * 3)
+    result = _inspect("vsockenc", timeout)
+    if result.error and "not installed" in result.error:
+        if ctx.absent_is_skip("vsockenc", "pipeline", "gst_log"):
+            return skipped("GStreamer is not installed here (not a guest)")
+        return failed("vsockenc-missing", "gst-inspect-1.0 is not installed: GStreamer is missing")
+    evidence: dict[str, object] = {"gst_plugin_path": os.environ.get("GST_PLUGIN_PATH"),
+                                   "command": "gst-inspect-1.0 vsockenc"}
+    missing = [e for e in COMPANIONS if not _inspect(e, timeout).ok]
+    evidence["companions_missing"] = missing
+    if not result.ok:
+        evidence["gst_inspect"] = (result.error or result.stdout.strip() or result.stderr.strip())[:300]
+        if ctx.absent_is_skip("vsockenc", "pipeline", "gst_log"):
+            return skipped("no vsockenc element on this machine (not a guest)", **evidence)
+        return failed("vsockenc-missing", f"GStreamer has no vsockenc element ({evidence['gst_inspect']})",
+                      **evidence)
+    props = parse_inspect_properties(result.stdout)
+    evidence["properties"] = props
+    filename = re.search(r"Filename\s+(\S+)", result.stdout)
+    evidence["plugin_file"] = filename.group(1) if filename else None
+    if missing:
+        return failed("vsockenc-missing", f"vsockenc is installed but {', '.join(missing)} is not: "
+                      "the pipeline fails the same way", **evidence)
+    port = props.get("tcp-port", {}).get("default")
+    return passed(f"vsockenc installed ({evidence['plugin_file']}), tcp-port default {port}", **evidence)
+
+
+def _pipeline_text(ctx: ProbeContext) -> tuple[str | None, str]:
+    if ctx.config.pipeline:
+        return ctx.config.pipeline, ctx.config.source("pipeline")
+    summary = _gst_log(ctx)
+    found = getattr(summary, "pipeline", None) if summary else None
+    if found:
+        return found, f"the desktop-bridge log ({ctx.config.gst_log})"
+    return None, ""
+
+
+@register("vsockenc.pipeline", layer="vsockenc", side=Side.GUEST,
+          description="the pipeline string passes the lint (element order, caps, bandwidth, port)")
+def vsockenc_pipeline(ctx: ProbeContext) -> Outcome:
+    text, source = _pipeline_text(ctx)
+    if text is None:
+        return skipped("no pipeline to lint (give --pipeline, or --gst-log with the desktop-bridge log)")
+    cfg = ctx.config
+    host = cfg.host if cfg.asked_for("host") else None
+    port = cfg.port if cfg.asked_for("port") else None
+    try:
+        result = pipeline.lint(text, host=host, port=port)
+    except pipeline.PipelineSyntaxError as exc:
+        return failed("gst-pipeline-order", f"the pipeline does not parse: {exc}", pipeline=text, source=source)
+    evidence = {"pipeline": text, "source": source, "findings": [f.to_dict() for f in result.findings],
+                "notes": result.notes, "corrected": result.corrected, "vsockenc": result.vsockenc}
+    return from_findings(result.findings, "the pipeline passes every rule", evidence,
+                         remedy_suffix=f" Corrected pipeline: {result.corrected}" if result.corrected else "")
+
+
+def _gst_log(ctx: ProbeContext):
+    """The GST_DEBUG log, scanned once per run and shared by the probes that need it."""
+    path = ctx.config.gst_log
+    if not path:
+        return None
+    cache = ctx.__dict__.setdefault("_gst_log_scan", {})
+    if path not in cache:
+        cache[path] = logscan.scan_file(path, kind="gst")
+    return cache[path]
+
+
+@register("vsockenc.log", layer="vsockenc", side=Side.GUEST, timeout=60,
+          description="the element's GST_DEBUG log shows the healthy per-frame sequence")
+def vsockenc_log(ctx: ProbeContext) -> Outcome:
+    if not ctx.config.gst_log:
+        return skipped("no vsockenc log given (--gst-log FILE; GST_DEBUG=vsockenc:5 output)")
+    summary = _gst_log(ctx)
+    facts = summary.to_dict()
+    facts.pop("findings", None)
+    evidence = {"log": ctx.config.gst_log, **facts}
+    sent, done = getattr(summary, "frames_sent", 0), getattr(summary, "frames_finished", 0)
+    return from_findings(summary.findings, f"{sent} frames sent, {done} finished; the sequence is healthy",
+                         evidence)
