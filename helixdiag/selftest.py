@@ -29,8 +29,10 @@ from pathlib import Path
 from helixdiag.config import RunConfig
 from helixdiag.errors import ConfigError, UsageError
 from helixdiag.faults import Fault
+from helixdiag.pipewire_stack import PipeWireStack, PipeWireUnavailable, Source, private_pipewire
 from helixdiag.server import FrameServer, ServerConfig
 
+PIPEWIRE_VARS = ("PIPEWIRE_REMOTE", "PIPEWIRE_RUNTIME_DIR")
 FAKE_QEMU_NAME = "qemu-system-aarch64"
 FAKE_QEMU_MARKER = b"\n[HELIX] VERSION: helixdiag-selftest-stand-in\n"
 
@@ -60,6 +62,10 @@ class Stack:
     server: FrameServer | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pipewire: PipeWireStack | None = None
+    pipewire_source: Source | None = None
+    during_run: list[Callable[[], None]] = field(default_factory=list)  # started with the run
+    _contexts: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -82,6 +88,34 @@ class Stack:
         if not wait_listening(self.port):
             raise ConfigError(f"socat did not start listening on 127.0.0.1:{self.port}")
         self.notes.append(f"socat 127.0.0.1:{self.port} → {target}")
+
+    def start_pipewire(self) -> None:
+        """A private PipeWire with a live video source (PIPEWIRE-TESTING.md); raises
+        PipeWireUnavailable when this machine cannot run one."""
+        self.pipewire = self._contexts.enter_context(private_pipewire())
+        self.pipewire_source = self.pipewire.start_source()
+        self.notes.append(f"private PipeWire in {self.pipewire.runtime_dir}, video source node "
+                          f"{self.pipewire_source.node_id} (serial {self.pipewire_source.serial})")
+
+    @contextlib.contextmanager
+    def client_environment(self):
+        """The probes find PipeWire through the environment: point it at the private daemon
+        for the duration of the run, and restore it afterwards."""
+        if self.pipewire is None:
+            yield
+            return
+        saved = {k: os.environ.get(k) for k in (*self.pipewire.client_env, *PIPEWIRE_VARS)}
+        for k in PIPEWIRE_VARS:
+            os.environ.pop(k, None)
+        os.environ.update(self.pipewire.client_env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def start_fake_qemu(self) -> None:
         sleep = shutil.which("sleep")
@@ -127,11 +161,16 @@ class Stack:
                         timeout=1.0, deadline=20.0)
         cfg.sources = {"side": "selftest", "host": "selftest (loopback)", "port": "selftest socat port",
                        "socket": "selftest socket"}
+        if self.pipewire_source is not None:
+            cfg.pipewire_node = str(self.pipewire_source.serial)
+            cfg.sources["pipewire_node"] = "selftest PipeWire source"
         for key, value in overrides.items():
             setattr(cfg, key, value)
         return cfg
 
     def close(self) -> None:
+        self._contexts.close()  # the private PipeWire, if any
+        self.pipewire = self.pipewire_source = None
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -162,6 +201,23 @@ class Scenario:
 def _healthy(s: Stack) -> dict:
     s.start_serve()
     s.start_socat()
+    with contextlib.suppress(PipeWireUnavailable):  # "where available" (SPEC.md §3)
+        s.start_pipewire()
+    return {}
+
+
+def _stalled_screen(s: Stack) -> dict:
+    s.start_serve()
+    s.start_socat()
+    s.start_pipewire()  # raises PipeWireUnavailable: the scenario cannot run here
+    source = s.pipewire_source
+
+    def freeze() -> None:
+        time.sleep(0.4)  # a first burst of frames, then the producer stops (SIGSTOP)
+        source.pause()
+
+    s.during_run.append(freeze)
+    s.notes.append("the video source freezes (SIGSTOP) 0.4 s into the run")
     return {}
 
 
@@ -225,6 +281,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("stream-no-sps-pps", "keyframes come without SPS/PPS (the H0/H1 host)", _with_fault("no-sps")),
         Scenario("socket-not-a-socket", "a regular file sits where the socket should be", _not_a_socket),
         Scenario("socat-port-conflict", "an unrelated process holds the guest-facing port", _port_conflict),
+        Scenario("pipewire-static-stall", "the screen source sends a burst of frames, then freezes "
+                 "(needs PipeWire)", _stalled_screen),
     )
 }
 

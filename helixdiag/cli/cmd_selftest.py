@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 from rich.table import Table
 
 from helixdiag import runner, selftest
 from helixdiag.cli.cmd_run import _write
 from helixdiag.cli.options import write_json
+from helixdiag.errors import ConfigError
+from helixdiag.pipewire_stack import PipeWireUnavailable
 from helixdiag.report import html, junit, text
 from helixdiag.report.model import Report
 
@@ -45,8 +49,10 @@ def command(app, break_id, json_dest, junit_dest, html_dest) -> None:
 
 def diagnose(break_id: str | None) -> tuple[Report, list[str]]:
     stack, cfg = selftest.build(break_id)
-    with stack:
+    with stack, stack.client_environment():
         selftest.loopback_only(cfg)
+        for action in stack.during_run:
+            threading.Thread(target=action, name="selftest-break", daemon=True).start()
         report = runner.Runner(cfg, runner.select([], True)).run()
         return report, list(stack.notes)
 
@@ -63,7 +69,10 @@ def verdict(break_id: str | None, report: Report) -> tuple[bool, str]:
 
 def _one(app, break_id, json_dest, junit_dest, html_dest=None) -> bool:
     t = app.terminal
-    report, notes = diagnose(break_id)
+    try:
+        report, notes = diagnose(break_id)
+    except PipeWireUnavailable as exc:
+        raise ConfigError(f"--break {break_id} needs a PipeWire this machine cannot start: {exc}") from None
     t.print("[muted]stack: " + " · ".join(notes) + "[/muted]")
     if json_dest:
         write_json(app, json_dest, report.to_dict())
@@ -88,11 +97,17 @@ def _break_all(app, json_dest, junit_dest) -> bool:
     last = None
     for i, name in enumerate(names, 1):
         label = name or "(healthy)"
-        if t.is_tty and not t.quiet:
-            with t.human.status(f"[{i}/{len(names)}] {label}…"):
+        try:
+            if t.is_tty and not t.quiet:
+                with t.human.status(f"[{i}/{len(names)}] {label}…"):
+                    report, _ = diagnose(name)
+            else:
                 report, _ = diagnose(name)
-        else:
-            report, _ = diagnose(name)
+        except PipeWireUnavailable as exc:
+            # "where PipeWire is available": shown, not counted as a mismatch.
+            rows.append((label, f"not run: {exc}", None, 0))
+            t.print(f"[{i}/{len(names)}] {label}: [skip]not run here[/skip] ({exc})")
+            continue
         ok, got = verdict(name, report)
         rows.append((label, got, ok, report.duration_ms))
         t.print(f"[{i}/{len(names)}] {label}: {'[pass]match[/pass]' if ok else '[fail]MISMATCH[/fail]'}")
@@ -101,13 +116,14 @@ def _break_all(app, json_dest, junit_dest) -> bool:
     for col in ("broken layer", "diagnosed root cause", "match", "time"):
         table.add_column(col)
     for label, got, ok, ms in rows:
-        table.add_row(label, got, "[pass]yes[/pass]" if ok else "[fail]NO[/fail]", f"{ms / 1000:.2f} s")
+        match = "[skip]n/a[/skip]" if ok is None else "[pass]yes[/pass]" if ok else "[fail]NO[/fail]"
+        table.add_row(label, got, match, f"{ms / 1000:.2f} s")
     t.print(table)
     if json_dest and last is not None:
         write_json(app, json_dest, last.to_dict())
     if junit_dest:
         _write(junit_dest, _scenario_junit(rows))
-    return all(ok for _, _, ok, _ in rows)
+    return all(ok is not False for _, _, ok, _ in rows)
 
 
 def _scenario_junit(rows) -> str:
@@ -118,7 +134,9 @@ def _scenario_junit(rows) -> str:
     for label, got, ok, ms in rows:
         case = ET.SubElement(suite, "testcase", {"classname": "helixdiag.selftest", "name": label,
                                                  "time": f"{ms / 1000:.3f}"})
-        if not ok:
+        if ok is None:
+            ET.SubElement(case, "skipped", {"message": got})
+        elif not ok:
             ET.SubElement(case, "failure", {"message": f"broke {label}, diagnosed {got}"})
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
