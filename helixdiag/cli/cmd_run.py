@@ -80,13 +80,7 @@ def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, 
             bundle.write(report, bundle_dest)
         except OSError as exc:
             raise ConfigError(f"cannot write {bundle_dest}: {exc.strerror or exc}") from None
-    if json_dest:
-        write_json(app, json_dest, report.to_dict())
-    if junit_dest:
-        _write(junit_dest, junit.render(report))
-    if html_dest:
-        _write(html_dest, html.render(report))
-    text.render(app.terminal, report)
+    write_reports(app, report, json_dest=json_dest, junit_dest=junit_dest, html_dest=html_dest)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
@@ -119,6 +113,17 @@ def execute_with_guest(app, flags: dict, names: list[str], run_all: bool, prefix
         guest = remote.run_guest(prefix, args, run_timeout=timeout)
     host = execute(app, {**flags, "side": "host"}, names, run_all)
     return merge.merge(host, guest)
+
+
+def write_reports(app, report, *, json_dest=None, junit_dest=None, html_dest=None) -> None:
+    """The files asked for, then the text view (every command that reports uses this)."""
+    if json_dest:
+        write_json(app, json_dest, report.to_dict())
+    if junit_dest:
+        _write(junit_dest, junit.render(report))
+    if html_dest:
+        _write(html_dest, html.render(report))
+    text.render(app.terminal, report)
 
 
 def _write(path: str, content: str) -> None:

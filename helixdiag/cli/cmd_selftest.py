@@ -8,11 +8,10 @@ import click
 from rich.table import Table
 
 from helixdiag import runner, selftest
-from helixdiag.cli.cmd_run import _write
+from helixdiag.cli.cmd_run import _write, write_reports
 from helixdiag.cli.options import write_json
 from helixdiag.errors import ConfigError
 from helixdiag.pipewire_stack import PipeWireUnavailable
-from helixdiag.report import html, junit, text
 from helixdiag.report.model import Report
 
 
@@ -74,13 +73,7 @@ def _one(app, break_id, json_dest, junit_dest, html_dest=None) -> bool:
     except PipeWireUnavailable as exc:
         raise ConfigError(f"--break {break_id} needs a PipeWire this machine cannot start: {exc}") from None
     t.print("[muted]stack: " + " · ".join(notes) + "[/muted]")
-    if json_dest:
-        write_json(app, json_dest, report.to_dict())
-    if junit_dest:
-        _write(junit_dest, junit.render(report))
-    if html_dest:
-        _write(html_dest, html.render(report))
-    text.render(t, report)
+    write_reports(app, report, json_dest=json_dest, junit_dest=junit_dest, html_dest=html_dest)
     ok, got = verdict(break_id, report)
     if break_id:
         mark = "[pass]MATCH[/pass]" if ok else "[fail]MISMATCH[/fail]"

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 
 import click
+from rich.markup import escape
 
 from helixdiag import net
 from helixdiag.cli.options import SIZE, write_json
@@ -63,7 +64,8 @@ def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_
     )
 
     def log(line: str) -> None:
-        term.print(f"[muted]{datetime.now():%H:%M:%S}[/muted] {line}", markup=True)
+        # Log lines quote peer bytes (bad magic, formats): never let them be rich markup.
+        term.print(f"[muted]{datetime.now():%H:%M:%S}[/muted] {escape(line)}", markup=True)
 
     server = FrameServer(config, log=log)
     endpoints = server.start()
