@@ -4,6 +4,7 @@ the CLI, on the real gst-inspect-1.0 and the scenario logs in tests/logs/."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 
 import pytest
@@ -116,3 +117,22 @@ def test_guest_side_report_through_the_cli(tmp_path):
     assert by_id["vsockenc.log"]["failure_id"] == "vsockenc-no-reply"
     assert by_id["vsockenc.pipeline"]["failure_id"] == "port-mismatch"  # tcp-port 15937 vs --port 9
     assert res.returncode == 1
+
+
+def test_guest_dials_the_port_the_guest_itself_declares(monkeypatch):
+    """Inside a guest nothing of the host can be discovered: the VM's env, the pipeline's
+    tcp-port or the element's log say which port vsockenc dials (here: a refused one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connect() is refused
+        monkeypatch.setenv("HELIX_FRAME_EXPORT_PORT", str(port))
+        results, _ = run_probes(["guest-tcp.connect"], side="guest", host="127.0.0.1")
+        r = results["guest-tcp.connect"]
+        assert r.failure_id == "guest-tcp-refused"
+        assert r.evidence["port_from"] == "$HELIX_FRAME_EXPORT_PORT"
+        monkeypatch.delenv("HELIX_FRAME_EXPORT_PORT")
+        results, _ = run_probes(["guest-tcp.connect"], side="guest", host="127.0.0.1",
+                                pipeline=HEAD_PIPELINE.replace("tcp-port=15937", f"tcp-port={port}"))
+        r = results["guest-tcp.connect"]
+        assert r.evidence["port_from"] == "the pipeline's vsockenc tcp-port"
+        assert r.evidence["endpoint"] == f"tcp://127.0.0.1:{port}"

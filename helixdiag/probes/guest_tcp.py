@@ -3,20 +3,47 @@ far end answers — under SLiRP a successful connect proves nothing about the ho
 
 from __future__ import annotations
 
-from helixdiag import net
+import contextlib
+import os
+
+from helixdiag import net, pipeline
 from helixdiag.client import ExchangeOptions, exchange, ping
 from helixdiag.layers import Side
 from helixdiag.probes import Outcome, failed, passed, register, skipped
 from helixdiag.probes.context import ProbeContext
+from helixdiag.probes.vsockenc import gst_log_summary
 
 HOST_CHECKS = "Run `helixdiag run --side host` on the Mac to see which host hop is broken."
 
 
 def _target(ctx: ProbeContext) -> tuple[str, int | None, str]:
+    """HOST:PORT as the guest would dial it, and where the port came from."""
     cfg = ctx.config
     if cfg.port is not None:
         return cfg.host, cfg.port, cfg.source("port")
+    if cfg.side == "guest":
+        port, source = guest_side_port(ctx)
+        if port is not None:
+            return cfg.host, port, source
     return cfg.host, ctx.topology.listen_port, ctx.topology.port_source
+
+
+def guest_side_port(ctx: ProbeContext) -> tuple[int | None, str]:
+    """Inside the guest nothing can be discovered from the host; use what the guest itself
+    says: the VM's HELIX_FRAME_EXPORT_PORT, the pipeline's tcp-port, the element's log."""
+    env_port = os.environ.get("HELIX_FRAME_EXPORT_PORT", "")
+    if env_port.isdigit() and 0 < int(env_port) < 65536:
+        return int(env_port), "$HELIX_FRAME_EXPORT_PORT"
+    if ctx.config.pipeline:
+        with contextlib.suppress(pipeline.PipelineSyntaxError):
+            port = pipeline.vsockenc_properties(ctx.config.pipeline).get("tcp-port")
+            if isinstance(port, int) and 0 < port < 65536:
+                return port, "the pipeline's vsockenc tcp-port"
+    log = gst_log_summary(ctx)
+    port = getattr(log, "tcp_port", None) if log is not None else None
+    if isinstance(port, int) and 0 < port < 65536:
+        return port, "the vsockenc log's connect line"
+    return None, "none found"
 
 
 @register("guest-tcp.port", layer="guest-tcp", side=Side.GUEST,
@@ -44,7 +71,8 @@ def guest_port(ctx: ProbeContext) -> Outcome:
 def guest_connect(ctx: ProbeContext) -> Outcome:
     host, port, source = _target(ctx)
     if port is None:
-        return skipped("no port to dial: give --port (or run where the host side can be discovered)")
+        return skipped("no port to dial: give --port, or set HELIX_FRAME_EXPORT_PORT, --pipeline or "
+                       "--gst-log so the guest's own port can be read")
     endpoint = net.Endpoint("tcp", host=host, port=port)
     evidence = {"endpoint": str(endpoint), "port_from": source, "timeout_s": ctx.config.timeout}
     try:

@@ -76,7 +76,7 @@ def vsockenc_element(ctx: ProbeContext) -> Outcome:
 def _pipeline_text(ctx: ProbeContext) -> tuple[str | None, str]:
     if ctx.config.pipeline:
         return ctx.config.pipeline, ctx.config.source("pipeline")
-    summary = _gst_log(ctx)
+    summary = gst_log_summary(ctx)
     found = getattr(summary, "pipeline", None) if summary else None
     if found:
         return found, f"the desktop-bridge log ({ctx.config.gst_log})"
@@ -102,7 +102,7 @@ def vsockenc_pipeline(ctx: ProbeContext) -> Outcome:
                          remedy_suffix=f" Corrected pipeline: {result.corrected}" if result.corrected else "")
 
 
-def _gst_log(ctx: ProbeContext):
+def gst_log_summary(ctx: ProbeContext):
     """The GST_DEBUG log, scanned once per run and shared by the probes that need it."""
     path = ctx.config.gst_log
     if not path:
@@ -118,7 +118,7 @@ def _gst_log(ctx: ProbeContext):
 def vsockenc_log(ctx: ProbeContext) -> Outcome:
     if not ctx.config.gst_log:
         return skipped("no vsockenc log given (--gst-log FILE; GST_DEBUG=vsockenc:5 output)")
-    summary = _gst_log(ctx)
+    summary = gst_log_summary(ctx)
     facts = summary.to_dict()
     facts.pop("findings", None)
     evidence = {"log": ctx.config.gst_log, **facts}
