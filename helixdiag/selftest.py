@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from helixdiag.config import RunConfig
 from helixdiag.errors import ConfigError, UsageError
 from helixdiag.faults import Fault
 from helixdiag.pipewire_stack import PipeWireStack, PipeWireUnavailable, Source, private_pipewire
+from helixdiag.report.model import Report
 from helixdiag.server import FrameServer, ServerConfig
 
 PIPEWIRE_VARS = ("PIPEWIRE_REMOTE", "PIPEWIRE_RUNTIME_DIR")
@@ -302,6 +304,20 @@ def build(break_id: str | None) -> tuple[Stack, RunConfig]:
     except BaseException:
         stack.close()
         raise
+
+
+def diagnose(break_id: str | None) -> tuple[Report, list[str]]:
+    """Build the stack (healthy or with one scenario), run every probe against it from both
+    sides, tear it down; the report and what was started."""
+    from helixdiag import runner
+
+    stack, cfg = build(break_id)
+    with stack, stack.client_environment():
+        loopback_only(cfg)
+        for action in stack.during_run:
+            threading.Thread(target=action, name="selftest-break", daemon=True).start()
+        report = runner.Runner(cfg, runner.select([], True)).run()
+        return report, list(stack.notes)
 
 
 def loopback_only(cfg: RunConfig) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import require_tool
 
-from helixdiag import runner, selftest
+from helixdiag import selftest
 from helixdiag.layers import LAYER_NAMES
 from helixdiag.report import html as html_report
 
@@ -46,9 +46,7 @@ def colour_pixels(image: np.ndarray, hex_colour: str, tolerance: int = 6) -> int
 
 @pytest.fixture(scope="module")
 def stale_report():
-    stack, cfg = selftest.build("socket-stale")
-    with stack:
-        return runner.Runner(cfg, runner.select([], True)).run()
+    return selftest.diagnose("socket-stale")[0]
 
 
 def test_html_is_self_contained_and_names_the_root_cause(stale_report):
@@ -80,9 +78,7 @@ def test_browser_renders_the_broken_hop_in_red(tmp_path, stale_report):
 
 
 def test_healthy_report_has_no_red(tmp_path):
-    stack, cfg = selftest.build(None)
-    with stack:
-        report = runner.Runner(cfg, runner.select([], True)).run()
+    report, _ = selftest.diagnose(None)
     page = tmp_path / "healthy.html"
     page.write_text(html_report.render(report))
     image, _ = screenshot(tmp_path, str(page))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import click
 from rich.table import Table
 
-from helixdiag import runner, selftest
+from helixdiag import selftest
 from helixdiag.cli.cmd_run import _write, write_reports
 from helixdiag.cli.options import write_json
 from helixdiag.errors import ConfigError
@@ -46,16 +44,6 @@ def command(app, break_id, json_dest, junit_dest, html_dest) -> None:
         raise click.exceptions.Exit(1)
 
 
-def diagnose(break_id: str | None) -> tuple[Report, list[str]]:
-    stack, cfg = selftest.build(break_id)
-    with stack, stack.client_environment():
-        selftest.loopback_only(cfg)
-        for action in stack.during_run:
-            threading.Thread(target=action, name="selftest-break", daemon=True).start()
-        report = runner.Runner(cfg, runner.select([], True)).run()
-        return report, list(stack.notes)
-
-
 def verdict(break_id: str | None, report: Report) -> tuple[bool, str]:
     root = report.diagnosis.root_cause
     got = root.failure_id if root else None
@@ -69,7 +57,7 @@ def verdict(break_id: str | None, report: Report) -> tuple[bool, str]:
 def _one(app, break_id, json_dest, junit_dest, html_dest=None) -> bool:
     t = app.terminal
     try:
-        report, notes = diagnose(break_id)
+        report, notes = selftest.diagnose(break_id)
     except PipeWireUnavailable as exc:
         raise ConfigError(f"--break {break_id} needs a PipeWire this machine cannot start: {exc}") from None
     t.print("[muted]stack: " + " · ".join(notes) + "[/muted]")
@@ -93,9 +81,9 @@ def _break_all(app, json_dest, junit_dest) -> bool:
         try:
             if t.is_tty and not t.quiet:
                 with t.human.status(f"[{i}/{len(names)}] {label}…"):
-                    report, _ = diagnose(name)
+                    report, _ = selftest.diagnose(name)
             else:
-                report, _ = diagnose(name)
+                report, _ = selftest.diagnose(name)
         except PipeWireUnavailable as exc:
             # "where PipeWire is available": shown, not counted as a mismatch.
             rows.append((label, f"not run: {exc}", None, 0))
