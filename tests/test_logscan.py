@@ -29,6 +29,7 @@ from helixdiag.logscan import (
     GstLogSummary,
     QemuLogSummary,
     UnknownLogSummary,
+    dispatch,
     scan_file,
     scan_gst_log,
     scan_lines,
@@ -147,7 +148,7 @@ def test_every_failures_md_string_is_in_the_table():
                 else:
                     continue  # "… SCANOUT_RESP", "…, stride=%u": tails of the string before
             line = _instantiate(fmt)
-            if logscan._match(logscan._DISPATCH[kind], line) is None:
+            if dispatch._match(dispatch._DISPATCH[kind], line) is None:
                 missing.append((kind, fmt))
     assert not missing, missing
 
@@ -181,7 +182,7 @@ def test_every_failures_md_string_is_in_the_table():
     ("qemu", "[HELIX] Client recv timeout (10min idle), disconnecting", "qemu.recv-timeout"),
 ])
 def test_the_specific_signature_wins(kind, line, name):
-    found = logscan._match(logscan._DISPATCH[kind], line)
+    found = dispatch._match(dispatch._DISPATCH[kind], line)
     assert found is not None and found[0].name == name
 
 

@@ -1,0 +1,235 @@
+"""Scan vsockenc GST_DEBUG logs and QEMU `[HELIX]` logs for the known signatures.
+
+One declarative table (`SIGNATURES`) holds every log string of FAILURES.md §3 (vsockenc,
+including the historical formats), §4 (host: 4.1 init/transport, 4.2 legacy FRAME_REQUEST,
+4.3 scanout) and §4.4 (guest Go strings), each with its log kind, its meaning, the failure id
+it proves (or None for informational and healthy markers) and the facts it extracts (the
+regex's named groups, plus an init `step` for host lines). Two scanners read it:
+
+* `scan_gst_log(lines)` → `GstLogSummary`: the per-frame sequence, frame counts, connect
+  targets, and the vsockenc findings.
+* `scan_qemu_log(lines)` → `QemuLogSummary`: init steps, version banner, listener, clients,
+  and the host findings.
+
+Both stream: they look at one line at a time and keep only counters and bounded samples, so
+a 100 MB log is scanned in bounded memory. `scan_file(path, kind="auto")` opens a file (or
+a gzip file) with `errors="replace"`, caps every line at `MAX_LINE_CHARS`, and picks the kind
+from the first line that only one kind can produce. No scanner raises on any input line.
+
+Matching follows FAILURES.md §0: a GST_DEBUG line is split into time, level, category,
+function and message (file line numbers change between versions and are ignored); the
+message is matched at its start, and a signature that names a function only matches lines
+from that function. Host lines are matched after the `helix: ` stderr prefix (helix-debug.log
+has none). Within one dispatch bucket the table order decides, so more specific strings come
+first.
+
+Judgement notes (the places where a log alone is ambiguous):
+
+* The HEAD element is pipelined (PROTOCOL.md §10.4): the reply to frame N is read only when
+  frame N+1 arrives. So a healthy log that stops mid-stream ends with "Sent frame N" and one
+  frame unanswered. `vsockenc-no-reply` is reported only when the log shows that the next
+  frame already started (its resource-id lines, or "Draining last pending frame on stop")
+  and no reply came, or, for the synchronous element of 9ea0179fb–0908db89d, when earlier
+  frames were answered but the last one was not.
+* helix-debug.log is appended across QEMU runs; every "Initializing frame export" after a
+  completed init starts a new run, and only the last run is judged (earlier runs are listed).
+
+The package: `signatures` (the table and constants), `dispatch` (line → signature),
+`summary` (the result types), `scanner` (the shared scanner base), `gst` and `qemu` (the two
+scanners); this module holds the entry points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from helixdiag.errors import ConfigError, UsageError
+from helixdiag.logscan.gst import _GstScanner
+from helixdiag.logscan.qemu import _QemuScanner
+from helixdiag.logscan.signatures import (
+    EVIDENCE_CHARS,
+    INIT_STEPS,
+    KINDS,
+    MAX_LINE_CHARS,
+    SIGNATURES,
+    Signature,
+    signatures_for,
+)
+from helixdiag.logscan.summary import (
+    GstLogSummary,
+    LogSummary,
+    Note,
+    QemuLogSummary,
+    UnknownLogSummary,
+)
+
+__all__ = [
+    "EVIDENCE_CHARS",
+    "INIT_STEPS",
+    "KINDS",
+    "MAX_LINE_CHARS",
+    "SIGNATURES",
+    "GstLogSummary",
+    "LogSummary",
+    "Note",
+    "QemuLogSummary",
+    "Signature",
+    "UnknownLogSummary",
+    "scan_file",
+    "scan_gst_log",
+    "scan_lines",
+    "scan_qemu_log",
+    "scan_stream",
+    "signatures_for",
+]
+
+# ════════════════════════════════════════════════════════════════════ entry points
+
+
+def _prepared(lines: Iterable[str | bytes], cut: list[int]) -> Iterator[str]:
+    for raw in lines:
+        line = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+        if len(line) > MAX_LINE_CHARS:
+            line = line[:MAX_LINE_CHARS]
+            cut[0] += 1
+        yield line.rstrip("\r\n")
+
+
+def scan_gst_log(lines: Iterable[str]) -> GstLogSummary:
+    """Scan vsockenc GST_DEBUG lines (an iterable: consumed lazily, one line at a time)."""
+    summary = scan_lines(lines, "gst")
+    assert isinstance(summary, GstLogSummary)
+    return summary
+
+
+def scan_qemu_log(lines: Iterable[str]) -> QemuLogSummary:
+    """Scan QEMU stderr / helix-debug.log lines (consumed lazily)."""
+    summary = scan_lines(lines, "qemu")
+    assert isinstance(summary, QemuLogSummary)
+    return summary
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in (*KINDS, "auto"):
+        raise UsageError(f"unknown log kind {kind!r}: choose auto, gst or qemu")
+
+
+def scan_lines(lines: Iterable[str | bytes], kind: str = "auto",
+               source: str | None = None) -> LogSummary:
+    """Scan lines of one kind: "gst", "qemu", or "auto" (decided by the first line that only
+    one kind produces; with no such line the result is an `UnknownLogSummary`)."""
+    _check_kind(kind)
+    cut = [0]
+    it = iter(lines) if isinstance(lines, _CappedLines) else _prepared(lines, cut)
+    no = 0
+    scanner: _GstScanner | _QemuScanner
+    if kind == "auto":
+        g, q = _GstScanner(), _QemuScanner()
+        chosen: _GstScanner | _QemuScanner | None = None
+        for line in it:
+            no += 1
+            dg, dq = g.feed(no, line), q.feed(no, line)
+            if dg or dq:
+                chosen = g if dg >= dq else q
+                break
+        if chosen is None:
+            unknown = UnknownLogSummary(source=source, lines=no, binary_lines=g.binary_lines,
+                                        long_lines=cut[0] + getattr(lines, "long_lines", 0))
+            unknown.notes.append(Note("unrecognised", "no vsockenc GST_DEBUG line and no QEMU "
+                                      "[HELIX] line: not a log this tool knows (use --kind to "
+                                      "force one)"))
+            return unknown
+        scanner = chosen
+    else:
+        scanner = _GstScanner() if kind == "gst" else _QemuScanner()
+    feed = scanner.feed
+    for line in it:
+        no += 1
+        feed(no, line)
+    summary = scanner.finish()
+    summary.source = source
+    summary.long_lines = cut[0] + getattr(lines, "long_lines", 0)
+    return summary
+
+
+class _CappedLines:
+    """Lines of a text stream, each at most `limit` characters; a longer line is cut and its
+    rest skipped in `limit`-sized reads, so it is never held whole in memory."""
+
+    def __init__(self, stream: TextIO, limit: int = MAX_LINE_CHARS) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.long_lines = 0
+
+    def __iter__(self) -> Iterator[str]:
+        readline = self.stream.readline
+        limit = self.limit
+        while True:
+            line = readline(limit)
+            if not line:
+                return
+            if len(line) >= limit and not line.endswith("\n"):
+                self.long_lines += 1
+                while True:
+                    rest = readline(limit)
+                    if not rest or rest.endswith("\n"):
+                        break
+            yield line
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, zlib.error | EOFError):
+        return "corrupt or truncated gzip data"
+    return str(exc) or type(exc).__name__
+
+
+def scan_stream(stream: TextIO, kind: str = "auto", source: str | None = None) -> LogSummary:
+    """Scan an open text stream (a file, stdin) line by line.
+
+    A read error (I/O error, corrupt gzip data) is a `ConfigError` naming the source."""
+    _check_kind(kind)
+    try:
+        return scan_lines(_CappedLines(stream), kind, source)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ConfigError(f"cannot read {source or 'the log'}: {_reason(exc)}") from None
+
+
+def scan_file(path: str | os.PathLike[str], kind: str = "auto") -> LogSummary:
+    """Scan one log file (plain text or gzip) in bounded memory.
+
+    Raises `ConfigError` (exit 2, one line) for a missing file, a directory, no permission or
+    a read error; `UsageError` for an unknown kind.
+    """
+    _check_kind(kind)
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ConfigError(f"cannot read {name}: is a directory")
+    try:
+        raw = open(name, "rb")  # noqa: SIM115 - closed by the ExitStack below
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name}: {_reason(exc)}") from None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(raw)
+        try:
+            mtime = os.fstat(raw.fileno()).st_mtime
+            head = raw.peek(2)[:2]
+        except OSError as exc:
+            raise ConfigError(f"cannot read {name}: {_reason(exc)}") from None
+        binary: Any = raw
+        if head == b"\x1f\x8b":
+            binary = stack.enter_context(gzip.GzipFile(fileobj=raw))
+        text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", errors="replace"))
+        summary = scan_stream(text, kind, name)
+    summary.source_age_s = round(max(0.0, time.time() - mtime), 1)
+    return summary

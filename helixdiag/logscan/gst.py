@@ -1,0 +1,535 @@
+"""The vsockenc GST_DEBUG log scanner (`_GstScanner`).
+
+It splits each GST_DEBUG line into time, level, category, function and message, matches the
+message against the gst signatures, follows the per-frame sequence (sent, resource id,
+reply), the connect targets and the element generation, and at the end judges the log into a
+`GstLogSummary` with the vsockenc findings (connect failed, no reply, desync, host error,
+peer closed …). The GST_DEBUG line parser and the magic-number reader only it uses are here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from helixdiag.findings import Finding
+from helixdiag.logscan.dispatch import _DISPATCH, _match
+from helixdiag.logscan.scanner import _ANSI, _bounded_add, _int, _Scanner, _trim
+from helixdiag.logscan.signatures import (
+    _BY_NAME,
+    _ERAS,
+    _MSG_TYPES,
+    _NOT_PIPELINED,
+    _SAMPLES,
+    CONNECT_FAILED,
+    DESYNC,
+    HOST_ERROR,
+    NO_REPLY,
+    PEER_CLOSED,
+    Signature,
+)
+from helixdiag.logscan.summary import GstLogSummary
+
+# ════════════════════════════════════════════════════════════════════ vsockenc (gst)
+
+
+_GST_HEADER = re.compile(
+    r"(?P<ts>\d{1,6}:\d\d:\d\d\.\d{1,12})\s+(?P<pid>\d{1,10})\s+(?P<thread>0x[0-9a-fA-F]{1,16}|\(nil\))"
+    r"\s+(?P<level>[A-Z]{1,8})\s+(?P<cat>\S{1,64})\s+(?P<file>[^:\s]{1,200}):(?P<lineno>\d{1,9}):"
+    r"(?P<func>[^:\s]{0,200}):(?:<(?P<obj>[^>]{0,200})>)?\s?(?P<msg>.*)",
+    re.ASCII,
+)
+_GST_SEARCH = _GST_HEADER.search
+
+
+def _ts_seconds(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        h, m, s = ts.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    except ValueError:
+        return None
+
+
+def _magic_hint(magic: str) -> str:
+    """Read a logged little-endian u32 "magic" as the 4 bytes that arrived."""
+    value = _int_hex(magic)
+    if value is None:
+        return magic
+    raw = (value & 0xFFFFFFFF).to_bytes(4, "little")
+    hexbytes = " ".join(f"{b:02x}" for b in raw)
+    if raw in (b"\x00\x00\x00\x01",) or raw[:3] == b"\x00\x00\x01":
+        what = "an H.264 start code"
+    elif raw == b"HXFR":
+        what = "HXFR"
+    elif raw == b"RFB ":
+        what = "'RFB ': a VNC server (port 5900?)"
+    elif all(32 <= b < 127 for b in raw):
+        what = f"ASCII {raw.decode('ascii')!r}"
+    else:
+        what = ""
+    return f"{magic} (bytes {hexbytes}{': ' + what if what else ''})"
+
+
+def _int_hex(text: str) -> int | None:
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+_FRAME_START = {"gst.not-dmabuf", "gst.no-resource-id", "gst.dmabuf-resource", "gst.dmabuf-fd-failed",
+                "gst.prime-failed", "gst.resource-info-failed", "gst.old.gem-resource",
+                "gst.old.gem-failed"}
+
+
+class _GstScanner(_Scanner):
+    kind = "gst"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d = _DISPATCH["gst"]
+        self.s = GstLogSummary()
+        self.gst_lines = self.vsockenc_lines = 0
+        self.first_ts: str | None = None
+        self.last_ts: str | None = None
+        self.cur_ts: str | None = None
+        self.eras: dict[str, int] = {}
+        self.pending: dict[str, Any] | None = None
+        self.pending_next: dict[str, Any] | None = None  # next frame started, reply not read
+        self.pending_drain: dict[str, Any] | None = None
+        self.pending_text = ""
+        self.overlapping = 0  # "Sent frame" while the previous one had no reply logged
+        self.magics: dict[str, int] = {}
+        self.unexpected: dict[str, int] = {}
+        self.short_reads = 0
+        self.orphans = 0  # replies that matched no pending request (receive-thread element)
+        self.host_errors: dict[str, int] = {}
+        self.host_error_text: dict[str, str] = {}
+        self.connect_errors: dict[str, int] = {}
+        self.close_errors: dict[str, int] = {}
+
+    def feed(self, no: int, line: str) -> int:
+        self.lines += 1
+        try:
+            if "\x00" in line or "\ufffd" in line:
+                self.binary_lines += 1
+            if "\x1b" in line:
+                line = _ANSI.sub("", line)
+            h = _GST_SEARCH(line) if ":" in line else None
+            if h is not None:
+                ts, cat, func, msg = h.group("ts", "cat", "func", "msg")
+                self.gst_lines += 1
+                if self.first_ts is None:
+                    self.first_ts = ts
+                self.last_ts = self.cur_ts = ts
+                if cat != "vsockenc":
+                    return 0
+                self.vsockenc_lines += 1
+                found = _match(self.d, msg.lstrip(), func, False)
+                if found is not None:
+                    self._apply(no, line, found[0], found[1])
+                return 2
+            self.cur_ts = None
+            found = _match(self.d, line.strip())
+            if found is None:
+                return 0
+            sig, m = found
+            self._apply(no, line, sig, m)
+            return 1 if sig.detect else 0
+        except Exception:  # noqa: BLE001 - one odd line must not end the scan
+            self.internal_errors += 1
+            return 0
+
+    def _apply(self, no: int, line: str, sig: Signature, m: re.Match[str]) -> None:
+        if sig.era is not None and sig.era not in self.eras:
+            self.eras[sig.era] = no
+        name = sig.name
+        if name in _FRAME_START and self.pending is not None and self.pending_next is None:
+            self.pending_next = {"line_no": no, "ts": self.cur_ts, "line": _trim(line)}
+        # the base _apply, inlined: this runs for every vsockenc line
+        self.recognised += 1
+        self.sig_counts[name] += 1
+        auto_fid, note, handler = self._plans[name]
+        if auto_fid is not None:
+            self._hit(auto_fid, no, line, sig, m)
+        if note:
+            self._note(name, sig.meaning, no, line, related=sig.related)
+        if handler is not None:
+            handler(no, line, m)
+
+    # ---------------------------------------------------------------- frame bookkeeping
+    def _resolve(self, ok: bool) -> dict[str, Any] | None:
+        done = self.pending
+        self.pending = self.pending_next = self.pending_drain = None
+        if ok:
+            self.s.frames_finished += 1
+        else:
+            self.s.frames_failed += 1
+        return done
+
+    def _connect(self, no: int, transport: str, host: str | None = None, port: int | None = None,
+                 path: str | None = None) -> None:
+        s = self.s
+        s.connects += 1
+        s.transport = transport
+        s.last_connect = {"transport": transport, "host": host, "port": port, "path": path,
+                          "ts": self.cur_ts, "line_no": no}
+        if transport == "tcp":
+            s.tcp_host, s.tcp_port = host, port
+            target = f"tcp {host}:{port}"
+        elif transport == "unix":
+            s.socket_path = path
+            target = f"unix {path}"
+        else:
+            target = transport if host is None else f"{transport} {host}:{port}"
+        if target not in s.connect_targets and len(s.connect_targets) < _SAMPLES:
+            s.connect_targets.append(target)
+        self.pending = self.pending_next = self.pending_drain = None  # a new connection
+
+    # ---------------------------------------------------------------- handlers
+    def _on_tcp_connected(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect(no, "tcp", m["host"], _int(m["port"]))
+
+    _on_old_tcp_connected = _on_tcp_connected
+
+    def _on_unix_connected(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect(no, "unix", path=m["path"])
+
+    def _on_vsock_connected(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect(no, "vsock", m["cid"], _int(m["port"]))
+
+    def _on_old_connected(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect(no, "unknown")
+
+    def _connect_failed(self, m: re.Match[str], transport: str) -> None:
+        self.s.connect_failures += 1
+        err = m.groupdict().get("error") or ""
+        if err:
+            _bounded_add(self.connect_errors, err)
+        if transport == "tcp" and m.groupdict().get("port"):
+            self.s.tcp_host, self.s.tcp_port = m["host"], _int(m["port"])
+            self.s.transport = "tcp"
+        elif transport == "unix" and m.groupdict().get("path"):
+            self.s.socket_path, self.s.transport = m["path"], "unix"
+        elif transport == "vsock":
+            self.s.transport = "vsock"
+
+    def _on_tcp_connect_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect_failed(m, "tcp")
+
+    def _on_unix_connect_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect_failed(m, "unix")
+
+    def _on_vsock_connect_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect_failed(m, "vsock")
+
+    def _on_vsock_socket_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect_failed(m, "vsock")
+
+    def _on_tcp_socket_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect_failed(m, "tcp")
+
+    def _on_unix_socket_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._connect_failed(m, "unix")
+
+    def _on_tcp_invalid_host(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.connect_failures += 1
+        self.s.tcp_host, self.s.transport = m["host"], "tcp"
+        _bounded_add(self.connect_errors, f"invalid tcp-host {m['host']!r}")
+
+    def _on_not_dmabuf(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.shm_frames += 1
+
+    def _on_dmabuf_resource(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.dmabuf_frames += 1
+
+    def _on_no_resource_id(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.resource_id_failures += 1
+
+    def _on_sent_pixels(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.pixel_bytes = _int(m["bytes"])
+
+    def _on_sent_frame(self, no: int, line: str, m: re.Match[str]) -> None:
+        s = self.s
+        frame = _int(m["frame"])
+        if s.last_sent is not None and frame is not None and s.last_sent["frame"] is not None \
+                and frame <= s.last_sent["frame"]:
+            s.frame_restarts += 1
+        if self.pending is not None:
+            self.overlapping += 1
+        s.frames_sent += 1
+        width, height = _int(m["width"]), _int(m["height"])
+        info = {"frame": frame, "ts": self.cur_ts, "line_no": no,
+                "resource_id": _int(m["resource_id"]), "width": width, "height": height,
+                "keyframe": m["keyframe"] == "1", "pixel_bytes": s.pixel_bytes}
+        s.last_sent = info
+        s.frame_size = f"{width}x{height}"
+        self.pending, self.pending_next, self.pending_drain = info, None, None
+        self.pending_text = _trim(line)
+        self._check_bandwidth(no, line, width, height)
+
+    def _check_bandwidth(self, no: int, line: str, width: int | None, height: int | None) -> None:
+        nbytes = self.s.pixel_bytes
+        if not (nbytes and width and height):
+            return
+        bpp = nbytes / (width * height)
+        self.s.pixel_format = "NV12" if 1.45 <= bpp <= 1.6 else "BGRx/BGRA" if 3.9 <= bpp <= 4.2 \
+            else f"{bpp:.2f} bytes/pixel"
+        if 3.9 <= bpp <= 4.2 and nbytes > 1_000_000:
+            acc = self._hit("gst-bgra-bandwidth", no, line, _BY_NAME["gst.sent-pixels"], None)
+            acc.extra = {"pixel_bytes": nbytes, "frame_size": f"{width}x{height}",
+                         "nv12_bytes": width * height * 3 // 2}
+
+    def _finished(self, no: int, m: re.Match[str]) -> None:
+        done = self._resolve(ok=True)
+        nal_count = _int(m["nal_count"])
+        keyframe = m["keyframe"] == "1"
+        if keyframe:
+            self.s.keyframes_finished += 1
+        self.s.last_finished = {
+            "frame": done["frame"] if done else None, "ts": self.cur_ts, "line_no": no,
+            "pts": _int(m["pts"]), "keyframe": keyframe, "nal_count": nal_count,
+            "total_size": _int(m["total_size"]),
+        }
+
+    def _on_finished(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._finished(no, m)
+        if (_int(m["nal_count"]) or 0) > 1:
+            acc = self._hit("stream-nal-count", no, line, _BY_NAME["gst.finished"], m)
+            acc.extra["max_nal_count"] = max(acc.extra.get("max_nal_count", 0), _int(m["nal_count"]) or 0)
+
+    def _on_old_finished(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._finished(no, m)
+        if (_int(m["nal_count"]) or 0) > 1:
+            self._hit("stream-nal-count", no, line, _BY_NAME["gst.old.finished"], m)
+
+    def _on_drain(self, no: int, line: str, m: re.Match[str]) -> None:
+        if self.pending is not None and self.pending_drain is None:
+            self.pending_drain = {"line_no": no, "ts": self.cur_ts, "line": _trim(line)}
+
+    def _on_host_error(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._resolve(ok=False)
+        _bounded_add(self.host_errors, m["code"])
+        self.host_error_text.setdefault(m["code"], m["text"][:100])
+
+    def _on_bad_magic(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._resolve(ok=False)
+        _bounded_add(self.magics, m["magic"].lower())
+
+    _on_old_invalid_message_magic = _on_old_invalid_response_magic = _on_bad_magic
+
+    def _on_unexpected_type(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._resolve(ok=False)
+        _bounded_add(self.unexpected, m["msg_type"])
+
+    _on_old_unknown_type = _on_unexpected_type
+
+    def _on_short_body(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._resolve(ok=False)
+        self.short_reads += 1
+
+    _on_short_nal_size = _on_short_nal_data = _on_old_read_frame_response_failed = _on_short_body
+
+    def _on_old_no_pending_frame(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.orphans += 1
+
+    def _closed(self, m: re.Match[str] | None, resolve: bool) -> None:
+        if resolve and self.pending is not None:
+            self._resolve(ok=False)
+        err = (m.groupdict().get("error") if m is not None else None) or ""
+        if err:
+            _bounded_add(self.close_errors, err)
+
+    def _on_read_header_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._closed(m, resolve=True)
+
+    _on_old_read_header_failed = _on_old_connection_lost_header = _on_read_header_failed
+    _on_old_connection_lost = _on_read_header_failed
+
+    def _on_write_request_failed(self, no: int, line: str, m: re.Match[str]) -> None:
+        self._closed(m, resolve=False)
+
+    _on_write_pixels_failed = _on_old_write_header_failed = _on_write_request_failed
+    _on_old_write_request_failed = _on_write_request_failed
+
+    def _on_go_using_vsockenc(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.video_mode = "vsockenc"
+
+    def _on_go_scanout_mode(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.video_mode = "scanout"
+        self._note("scanout-mode", "desktop-bridge runs in scanout mode: vsockenc is not used "
+                   "at all (FAILURES.md #60); force a GStreamer mode to test vsockenc", no, line)
+
+    def _on_bridge_pipeline(self, no: int, line: str, m: re.Match[str]) -> None:
+        self.s.pipeline = m["pipeline"][:2000]
+
+    # ---------------------------------------------------------------- the end
+    def finish(self) -> GstLogSummary:
+        s = self.s
+        self._fill(s)
+        s.gst_lines, s.vsockenc_lines = self.gst_lines, self.vsockenc_lines
+        s.first_ts, s.last_ts = self.first_ts, self.last_ts
+        s.element_eras = sorted(self.eras, key=self.eras.__getitem__)
+        s.element = self._element()
+        s.host_errors = dict(self.host_errors)
+        s.bad_magics = dict(self.magics)
+        findings: list[Finding] = []
+        if self.pending is not None:
+            s.pending_at_end = self.pending["frame"]
+            t0, t1 = _ts_seconds(self.pending["ts"]), _ts_seconds(self.last_ts)
+            if t0 is not None and t1 is not None and t1 >= t0:
+                s.idle_s_at_end = round(t1 - t0, 6)
+            self._judge_pending(findings)
+        for fid in (CONNECT_FAILED, PEER_CLOSED, DESYNC, HOST_ERROR, "stream-connect-failed",
+                    "stream-bad-magic", "stream-protocol-error", "gst-bgra-bandwidth",
+                    "stream-nal-count"):
+            if fid in self.accs:
+                findings.append(self._gst_finding(fid))
+        s.findings = findings
+        broken = any(f.severity == "fail" for f in findings) or self.overlapping
+        s.sequence = "none" if s.frames_sent == 0 else "broken" if broken else "healthy"
+        self._input_notes()
+        s.notes = list(self.notes.values())
+        return s
+
+    def _element(self) -> str | None:
+        if not self.eras:
+            return None
+        keys = set(self.eras)
+        # Drop the wide ranges that a narrower era seen in the same log already explains.
+        if len(keys) > 1:
+            keys.discard("gem-handle")
+        if keys & {"sync", "recv-thread"}:
+            keys.discard("pre-pipelining")
+        if keys & {"recv-thread", "p0"}:
+            keys.discard("old-connect")
+        if len(keys) == 1:
+            return _ERAS[keys.pop()]
+        return "mixed: " + "; ".join(_ERAS[k] for k in sorted(keys, key=self.eras.__getitem__))
+
+    def _judge_pending(self, findings: list[Finding]) -> None:
+        s, p = self.s, self.pending
+        assert p is not None
+        eras = set(self.eras)
+        pipelined = "head" in eras or not (eras & _NOT_PIPELINED)
+        synchronous = not pipelined and "recv-thread" not in eras and "p0" not in eras
+        evidence = {"frame": p["frame"], "sent_ts": p["ts"], "sent_line_no": p["line_no"],
+                    "last_ts": self.last_ts, "idle_s_at_end": s.idle_s_at_end,
+                    "frames_sent": s.frames_sent, "frames_finished": s.frames_finished,
+                    "line_no": p["line_no"], "line": None}
+        idle = f", {s.idle_s_at_end:g} s before the log ends" if s.idle_s_at_end else ""
+        if self.pending_drain is not None:
+            evidence.update(line_no=self.pending_drain["line_no"], line=self.pending_drain["line"])
+            message = (f"frame {p['frame']} was sent at {p['ts'] or '?'} and never answered; the "
+                       f"pipeline is stopping and the drain blocks on its reply{idle}")
+        elif self.pending_next is not None:
+            evidence.update(line_no=self.pending_next["line_no"], line=self.pending_next["line"],
+                            next_frame_ts=self.pending_next["ts"])
+            message = (f"frame {p['frame']} was sent at {p['ts'] or '?'} and never answered; the "
+                       f"next frame started at {self.pending_next['ts'] or '?'} and is blocked "
+                       f"reading that reply (no timeout){idle}")
+        elif synchronous and s.frames_finished >= 1:
+            evidence["line"] = self.pending_text
+            message = (f"frame {p['frame']} was sent at {p['ts'] or '?'} and no reply follows; "
+                       f"this element version blocks right after sending{idle} "
+                       f"({s.frames_finished} earlier frames were answered)")
+        else:
+            self._note("pending-at-end", f"the log ends with frame {p['frame']} sent and its reply "
+                       "not read yet: normal for the pipelined element, which reads it when the "
+                       "next frame arrives (a static screen sends none). If the picture is frozen "
+                       "while the screen changes, this is vsockenc-no-reply.", p["line_no"],
+                       None, related=NO_REPLY)
+            return
+        findings.append(Finding(NO_REPLY, message, {k: v for k, v in evidence.items()
+                                                    if v is not None}, 1))
+
+    def _gst_finding(self, fid: str) -> Finding:
+        acc = self.accs[fid]
+        s = self.s
+        first = _BY_NAME[acc.first_sig]
+        times = f" ({acc.count} lines)" if acc.count > 1 else ""
+        if fid == CONNECT_FAILED:
+            errs = ", ".join(self.connect_errors) or first.meaning
+            not_connected = acc.sigs.get("gst.not-connected", 0)
+            attempts = acc.count - not_connected
+            times = f" ({attempts} attempts)" if attempts > 1 else ""
+            if s.transport == "tcp" and s.tcp_port is not None:
+                target = f"{s.tcp_host}:{s.tcp_port}"
+            elif s.transport == "unix":
+                target = f"unix:{s.socket_path}"
+            elif s.transport == "vsock":
+                target = "vsock (set tcp-host: vsock never worked on macOS)"
+            else:
+                target = "the host encoder"
+            msg = f"vsockenc could not connect to {target}: {errs}{times}"
+            if not_connected:
+                msg += f"; {not_connected} frame(s) then failed with 'Not connected to host encoder'"
+            return self._finding(fid, msg, transport=s.transport, tcp_host=s.tcp_host,
+                                 tcp_port=s.tcp_port, errors=dict(self.connect_errors))
+        if fid == PEER_CLOSED:
+            seen = ", ".join(_BY_NAME[n].regex.pattern.split(":")[0].rstrip("$") +
+                             (f" ×{c}" if c > 1 else "") for n, c in acc.sigs.items())
+            msg = f"the host closed vsockenc's connection: {seen}"
+            if self.close_errors:
+                msg += f" ({', '.join(self.close_errors)})"
+            return self._finding(fid, msg + "; the pipeline errors and the stream restarts",
+                                 errors=dict(self.close_errors))
+        if fid == DESYNC:
+            parts = []
+            if self.magics:
+                parts.append("bad magic " + ", ".join(_magic_hint(k) for k in list(self.magics)[:3]))
+            if self.unexpected:
+                parts.append("unexpected message type " + ", ".join(
+                    f"{t} ({_MSG_TYPES.get(_int(t) or -1, '?')})" for t in self.unexpected))
+            if self.short_reads:
+                parts.append(f"{self.short_reads} short read(s)")
+            if self.orphans:
+                parts.append(f"{self.orphans} reply(ies) for no pending frame")
+            msg = f"vsockenc lost alignment with the host: {'; '.join(parts) or first.meaning}" \
+                  f"{times}; each drops a frame and nothing resynchronises"
+            return self._finding(fid, msg, magics=dict(self.magics),
+                                 unexpected_types=dict(self.unexpected))
+        if fid == HOST_ERROR:
+            codes = ", ".join(f"{c} ({self.host_error_text.get(c, '')!s}) ×{n}"
+                              for c, n in self.host_errors.items())
+            msg = f"the host answered {acc.count} frame(s) with ERROR: {codes}"
+            return self._finding(fid, msg, codes=dict(self.host_errors))
+        if fid == "gst-bgra-bandwidth":
+            ex = acc.extra
+            return self._finding(fid, f"each request carries {ex['pixel_bytes']} bytes of pixels "
+                                 f"({ex['frame_size']} at 4 bytes/pixel, BGRx/BGRA); NV12 would "
+                                 f"be {ex['nv12_bytes']}")
+        if fid == "stream-nal-count":
+            return self._finding(fid, f"{acc.count} replies carried more than one NAL entry")
+        if fid == "stream-bad-magic":
+            return self._finding(fid, "the scanout reader got a reply that is not HXFR: bad magic "
+                                 f"{_magic_hint(acc.fields.get('magic', '?'))}{times}")
+        if fid == "stream-protocol-error":
+            t = _int_hex(acc.fields.get("msg_type", "")) or -1
+            return self._finding(fid, "the scanout reader got a message of the wrong type: "
+                                 f"{acc.fields.get('msg_type')} ({_MSG_TYPES.get(t, '?')}){times}")
+        if fid == "stream-connect-failed":
+            return self._finding(fid, f"the scanout client could not connect to QEMU at "
+                                 f"{acc.fields.get('addr')}: {acc.fields.get('error')}{times}")
+        return self._finding(fid, f"{first.meaning}{times}")
+
+    def _input_notes(self) -> None:
+        s = self.s
+        if s.shm_frames:
+            self._note("shm-input", f"{s.shm_frames} frames came from shared-memory buffers: "
+                       "resource_id=0, the pixels travel over TCP (normal on UTM)",
+                       related="pipewire-shm-buffers")
+            self.notes["shm-input"].count = s.shm_frames
+        if s.dmabuf_frames:
+            self._note("dmabuf-input", f"{s.dmabuf_frames} frames had a zero-copy virtio-gpu "
+                       "resource id (not seen on UTM so far)")
+            self.notes["dmabuf-input"].count = s.dmabuf_frames
+        if "recv-thread" in self.eras and s.frames_sent and not s.frames_finished:
+            self._note("recv-thread", "receive-thread element (b608802f0–9aa275186) and no "
+                       "'Finished frame' line: replies pushed from that thread never reached "
+                       "appsink (FAILURES.md #9); update the element")
+        if self.overlapping:
+            self._note("overlapping", f"{self.overlapping} frames were sent while the previous "
+                       "one had no reply logged (log level too low, or an old element)")
