@@ -22,6 +22,8 @@ class Finding:
     def __post_init__(self) -> None:
         if self.failure_id not in CATALOG:
             raise ValueError(f"unknown failure id {self.failure_id!r}: add it to helixdiag/failures.py")
+        # Messages quote peers and logs: a control character must never reach a terminal.
+        self.message = printable(self.message)
 
     @property
     def severity(self) -> str:
@@ -39,6 +41,14 @@ class Finding:
             "count": self.count,
             "evidence": self.evidence,
         }
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
+
+
+def printable(text: str) -> str:
+    """Control characters (ESC, NUL, CR, …) shown as `\\xNN` instead of acting on a terminal."""
+    return text.translate(_CONTROL)
 
 
 def worst_status(findings: list[Finding] | Any) -> str:

@@ -94,11 +94,15 @@ def discover(cfg: RunConfig, obs: Observations) -> Topology:
              or s.config.listen_port is not None]
     notes: list[str] = []
 
+    # With --topology tcp a socat on this machine is someone else's: it must not decide the
+    # port or the socket.
+    hops = [] if cfg.topology == "tcp" else socat
+
     # The port the host listens on for the guest.
-    port, port_source = _listen_port(cfg, obs, qemu, socat, notes)
+    port, port_source = _listen_port(cfg, obs, qemu, hops, notes)
 
     # The Unix socket (only meaningful with a socat hop).
-    socket_path, socket_source = _socket_path(cfg, qemu, socat, port)
+    socket_path, socket_source = _socket_path(cfg, qemu, hops, port)
 
     # The topology itself.
     if cfg.topology != "auto":

@@ -233,7 +233,7 @@ class PwGraph:
     def find(self, ref: str) -> tuple[PwNode | None, str | None]:
         """A node by id, serial or node.name (in that order); also how it matched."""
         ref = ref.strip()
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
             number = int(ref)
             for key, attr in (("id", "id"), ("serial", "serial")):
                 hit = next((n for n in self.nodes if getattr(n, attr) == number), None)
@@ -360,7 +360,7 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
 

@@ -106,7 +106,9 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
             return failed("guest-closed", f"{endpoint} accepted, then closed without an answer ({detail})",
                           remedy=f"Something accepts on {port} but its backend is gone (socat whose Unix "
                                  f"target refuses?). {HOST_CHECKS}", **evidence)
-        return failed("guest-no-reply", f"{endpoint} accepted but never answered PING ({detail})",
+        what = "answered PING with something else" if "instead of" in detail or "breaks" in detail \
+            else "accepted but never answered PING"
+        return failed("guest-no-reply", f"{endpoint} {what} ({detail})",
                       remedy=f"The far side is dead or hung. {HOST_CHECKS}", **evidence)
     result = exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=(320, 240),
                                       timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
