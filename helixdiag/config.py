@@ -156,6 +156,8 @@ def load_profile(name_or_path: str) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"cannot read profile {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"profile {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays/tables recursively
+        raise ConfigError(f"profile {path} nests arrays or tables too deeply") from None
     values = data.get("run", data)
     if not isinstance(values, dict):
         raise ConfigError(f"profile {path}: [run] must be a table")
