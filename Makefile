@@ -18,6 +18,12 @@ test: setup
 lint: setup
 	$(BIN)/ruff check helixdiag tests
 
+# Throughput, latency, scanout push, `run --all` time and memory, each as a ratio against a
+# limit measured in the same run; writes docs/benchmarks.md (a few minutes; loopback only).
+# With py-spy in the venv (.venv/bin/pip install py-spy) the serve process is profiled too.
+bench: setup
+	$(BIN)/python tests/bench.py --out docs/benchmarks.md
+
 setup: system $(STAMP)
 
 system:

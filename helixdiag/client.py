@@ -47,6 +47,10 @@ class ExchangeOptions:
     scanout_id: int = 1
     decode: bool = True
     save_to: BinaryIO | None = None  # the received Annex-B stream, e.g. for ffprobe
+    # Request mode: where the frames come from (default: a SyntheticSource of size/format).
+    # The benchmark passes one that replays pre-rendered frames, so making pictures is not
+    # counted as serving them.
+    source: SyntheticSource | None = None
 
 
 @dataclass
@@ -229,7 +233,10 @@ def _want_more(opts: ExchangeOptions, count: int, started: float) -> bool:
 
 def _run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: _StreamChecker) -> None:
     width, height = opts.size
-    source = SyntheticSource(width, height, opts.format)
+    source = opts.source or SyntheticSource(width, height, opts.format)
+    if (source.width, source.height, source.format) != (width, height, opts.format):
+        raise ValueError(f"source is {source.width}x{source.height} {source.format.name}, "
+                         f"options say {width}x{height} {PixelFormat(opts.format).name}")
     layout = source.layout
     started = time.monotonic()
     i = 0

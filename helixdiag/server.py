@@ -347,8 +347,12 @@ class ClientSession(threading.Thread):
         self.fault = server.config.fault
         self.write_lock = threading.Lock()
         self.closed = threading.Event()
+        # reuse_pixels: one receive buffer per connection instead of a fresh zero-filled
+        # 3-8 MB allocation per frame. Safe because every message is handled (encoded and
+        # answered; the encoders copy the picture) before the loop reads on.
         self.decoder = protocol.Decoder(
-            max_payload=self.config.max_payload, accept=GUEST_TO_HOST, skip_unknown=True
+            max_payload=self.config.max_payload, accept=GUEST_TO_HOST, skip_unknown=True,
+            reuse_pixels=True,
         )
         self.encoders = EncoderPool(self.config.encoder, bitrate=self.config.bitrate,
                                     gop=self.config.gop, fps=self.config.fps)
@@ -396,6 +400,7 @@ class ClientSession(threading.Thread):
 
     def _read_loop(self) -> None:
         idle = 0.0
+        self._message_since: float | None = None  # first byte of the message still incomplete
         while not self.closed.is_set() and not self.server._stop.is_set():
             try:
                 n = self.sock.recv_into(self.decoder.buffer())
@@ -405,6 +410,8 @@ class ClientSession(threading.Thread):
                 if self.subscription is None and idle >= self.config.idle_timeout:
                     self.close_reason = f"idle for {self.config.idle_timeout:g} s"
                     return
+                if self._message_overdue(completed=False):
+                    return
                 continue
             if n == 0:
                 if self.decoder.in_message:
@@ -413,13 +420,31 @@ class ClientSession(threading.Thread):
             idle = 0.0
             self.server.stats.add(bytes_in=n)
             self.decoder.commit(n)
+            completed = False
             try:
                 while (msg := self.decoder.next_message()) is not NEED_DATA:
+                    completed = True
                     if self._handle(msg) is False:  # type: ignore[arg-type]
                         return
             except RemoteProtocolError as exc:
                 self._reject_stream(exc)
                 return
+            if self._message_overdue(completed):
+                return
+
+    def _message_overdue(self, completed: bool) -> bool:
+        """A message must arrive whole within --idle-timeout of its first byte: otherwise a
+        peer trickling a byte a second (slowloris) resets the idle timer forever and holds
+        its client slot. `completed`: a message was decoded since the last call."""
+        if not self.decoder.in_message:
+            self._message_since = None
+        elif self._message_since is None or completed:
+            self._message_since = time.monotonic()
+        elif time.monotonic() - self._message_since >= self.config.idle_timeout:
+            self.close_reason = (f"message still incomplete after {self.config.idle_timeout:g} s "
+                                 "(a peer trickling bytes)")
+            return True
+        return False
 
     def _reject_stream(self, exc: RemoteProtocolError) -> None:
         """Broken framing: say why with ERROR -1, then close without reading the rest."""
@@ -712,8 +737,11 @@ class ScanoutProducer(threading.Thread):
                 delay = next_due - time.monotonic()
                 if delay > 0:
                     self._halt.wait(delay)
-                else:
-                    next_due = time.monotonic()  # running late: do not try to catch up
+                elif delay < -period:
+                    # Over a frame behind: skip ahead rather than burst to catch up.
+                    next_due = time.monotonic()
+                # Less than a frame late (scheduling jitter): go straight on and keep the
+                # clock, so a hiccup does not lower the rate for good (60 fps stays 60).
         except EncodeFailed as exc:
             self.server.log(f"scanout {self.scanout_id}: encode failed: {exc}")
         finally:

@@ -1264,6 +1264,87 @@ class TestZeroCopy:
         assert wire[56:] == bytes(range(16))
 
 
+class TestReusePixels:
+    """`Decoder(reuse_pixels=True)`: one payload buffer per decoder, lent to one message at a
+    time, reused once the caller comes back for more (the server's recv_into loop)."""
+
+    @staticmethod
+    def frame(fill: int, n: int = 2048) -> bytes:
+        return encode(FrameRequest(32, 16, PixelFormat.BGRA8888, 128, pixels=bytes([fill]) * n))
+
+    @staticmethod
+    def recv_loop(dec: Decoder, wire: bytes, chunk: int = 700):
+        """Like the server: recv_into(buffer()), commit, handle every message before reading on."""
+        pos = 0
+        while pos < len(wire):
+            buf = dec.buffer()
+            n = min(len(buf), chunk, len(wire) - pos)
+            buf[:n] = wire[pos:pos + n]
+            pos += n
+            dec.commit(n)
+            while (msg := dec.next_message()) is not NEED_DATA:
+                yield msg
+
+    def test_storage_is_reused_and_contents_are_right(self):
+        dec = Decoder(reuse_pixels=True)
+        wire = self.frame(1) + encode(Ping()) + self.frame(2) + self.frame(3)
+        owners, seen = [], []
+        for msg in self.recv_loop(dec, wire):
+            if isinstance(msg, FrameRequest):
+                seen.append(set(bytes(msg.pixels)))  # read while it is ours
+                owners.append(msg.pixels.obj)
+        assert seen == [{1}, {2}, {3}]
+        assert owners[0] is owners[1] is owners[2]  # no allocation per frame
+
+    def test_pixels_valid_until_the_caller_comes_back(self):
+        dec = Decoder(reuse_pixels=True)
+        dec.feed(self.frame(7))
+        first = dec.next_message()
+        assert set(bytes(first.pixels)) == {7}
+        assert dec.next_message() is NEED_DATA  # came back: the buffer may now be reused
+        dec.feed(self.frame(8))
+        second = dec.next_message()
+        assert second.pixels.obj is first.pixels.obj
+        assert set(bytes(second.pixels)) == {8}
+
+    def test_queued_messages_never_share(self):
+        dec = Decoder(reuse_pixels=True)
+        dec.feed(self.frame(1) + self.frame(2) + self.frame(3))  # three frames in one feed
+        msgs = list(dec.messages())
+        assert [set(bytes(m.pixels)) for m in msgs] == [{1}, {2}, {3}]
+        assert len({id(m.pixels.obj) for m in msgs}) == 3
+
+    def test_handed_out_message_survives_a_partial_next_frame(self):
+        dec = Decoder(reuse_pixels=True)
+        wire2 = self.frame(5)
+        dec.feed(self.frame(4) + wire2[:100])  # frame 2 starts before frame 1 is handed out
+        first = dec.next_message()
+        dec.feed(wire2[100:])
+        assert set(bytes(first.pixels)) == {4}
+        assert set(bytes(dec.next_message().pixels)) == {5}
+
+    def test_grows_and_shrinks(self):
+        dec = Decoder(reuse_pixels=True)
+        sizes = [64, 4096, 128, 4096, 8]
+        wire = b"".join(self.frame(i + 1, n) for i, n in enumerate(sizes))
+        got = [(m.pixels.nbytes, set(bytes(m.pixels))) for m in self.recv_loop(dec, wire)]
+        assert got == [(n, {i + 1}) for i, n in enumerate(sizes)]
+
+    def test_other_types_and_default_unchanged(self):
+        dec = Decoder(reuse_pixels=True)
+        resp = encode(FrameResponse(nals=(b"\x00\x00\x00\x01\x65" * 10,)))
+        dec.feed(resp + resp)
+        a, b = list(dec.messages())
+        assert a.nals[0].obj is not b.nals[0].obj  # only pixel payloads are pooled
+        plain = Decoder()
+        plain.feed(self.frame(1))
+        m1 = plain.next_message()
+        plain.next_message()
+        plain.feed(self.frame(2))
+        assert plain.next_message().pixels.obj is not m1.pixels.obj
+        assert set(bytes(m1.pixels)) == {1}
+
+
 # --------------------------------------------------------------------------- frame_layout
 
 

@@ -33,7 +33,8 @@ FAULT_HELP = "; ".join(f"{k.name}{'=N' if k.takes_value else ''}: {k.description
 @click.option("--size", type=SIZE, default="1920x1080", show_default=True, help="Scanout desktop size.")
 @click.option("--max-clients", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--idle-timeout", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True,
-              help="Seconds a non-subscribed client may stay silent before it is dropped.")
+              help="Seconds a non-subscribed client may stay silent, or take to send one message, "
+                   "before it is dropped.")
 @click.option("--max-payload", type=click.IntRange(1, 2**32 - 1), default=DEFAULT_MAX_PAYLOAD,
               show_default=True, help="Largest pixel payload accepted (the real host: 64 MiB).")
 @click.option("--fault", metavar="FAULT", help=f"Rehearse a known host bug: {FAULT_HELP}.")

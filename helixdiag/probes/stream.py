@@ -29,9 +29,20 @@ def stream_ping(ctx: ProbeContext) -> Outcome:
                       endpoint=str(endpoint), kind=exc.kind, errno=exc.errno)
     if ok:
         return passed(f"{endpoint} answers PING with PONG", endpoint=str(endpoint))
-    failure = "stream-closed" if "closed" in detail else (
-        "stream-bad-magic" if "bad-magic" in detail else "stream-no-reply")
-    return failed(failure, f"{endpoint}: {detail}", endpoint=str(endpoint), timeout_s=ctx.config.timeout)
+    return failed(_ping_failure(detail), f"{endpoint}: {detail}", endpoint=str(endpoint),
+                  timeout_s=ctx.config.timeout)
+
+
+def _ping_failure(detail: str) -> str:
+    """The failure id for what `client.ping` saw: closed, silent, or a reply that is not PONG
+    (garbage without the magic, or a wrong type, size or table after it)."""
+    if detail.startswith("connection closed"):
+        return "stream-closed"
+    if detail.startswith("answer breaks the protocol (bad-magic)"):
+        return "stream-bad-magic"
+    if detail.startswith(("answer breaks the protocol", "answered ")):
+        return "stream-protocol-error"
+    return "stream-no-reply"
 
 
 @register("stream.exchange", layer="stream", side=Side.EITHER, talks=True, needs=("stream.ping",),
