@@ -14,6 +14,7 @@ buffer allocated: a header announcing 4 GiB costs nothing.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections import deque
 from collections.abc import Iterator
@@ -401,6 +402,19 @@ def _from_c_string(raw: bytes) -> str:
 # --------------------------------------------------------------------------- decoding
 
 
+LAZY_BUFFER_MIN = 1 << 20
+
+
+def untouched_buffer(size: int) -> bytearray | mmap.mmap:
+    """A writable buffer whose memory is committed only as bytes are written into it: a
+    header that announces 64 MiB and then sends nothing costs (almost) nothing. Large
+    buffers are anonymous mappings (zero pages on demand); `bytearray(n)` would zero-fill,
+    touching every page at once."""
+    if size < LAZY_BUFFER_MIN:
+        return bytearray(size)
+    return mmap.mmap(-1, size)
+
+
 class _NeedData:
     def __repr__(self) -> str:
         return "NEED_DATA"
@@ -450,7 +464,7 @@ class Decoder:
         self.accept = accept
         self.skip_unknown = skip_unknown
         self.reuse_pixels = reuse_pixels
-        self._shared: bytearray | None = None  # the reusable payload buffer (reuse_pixels)
+        self._shared: bytearray | mmap.mmap | None = None  # the reusable payload buffer (reuse_pixels)
         self._shared_msg: Message | None = None  # the message it is lent to while queued
         self._shared_busy = False  # being filled, queued, or handed out and not yet released
         self._scratch: memoryview | None = None  # where skipped payload bytes are drained
@@ -576,11 +590,11 @@ class Decoder:
             shared = self._shared
             # Grow to fit; shrink when far too big, so one huge frame is not held forever.
             if shared is None or len(shared) < size or len(shared) > 4 * size:
-                shared = self._shared = bytearray(size)
+                shared = self._shared = untouched_buffer(size)
             self._shared_busy = True
             return memoryview(shared)[:size]
         # The size was checked against the limit above, so this allocation is bounded.
-        return memoryview(bytearray(size))
+        return memoryview(untouched_buffer(size))
 
     # -- parsing
     def _advance(self) -> None:

@@ -544,8 +544,6 @@ def test_fuzz_serve_with_thousands_of_malformed_connections(serve):
           f"{serve.rss() / 1e6:.0f} MB")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the decoder allocates (and zero-fills) a payload's whole "
-                   "announced size when its header arrives: 12 bytes claiming 64 MiB cost 64 MB of RSS")
 def test_memory_follows_bytes_received_not_bytes_claimed(serve):
     base = serve.rss()
     claim = header(MsgType.FRAME_REQUEST, 44 + DEFAULT_MAX_PAYLOAD, flags=FLAG_PIXEL_DATA)
