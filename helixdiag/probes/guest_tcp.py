@@ -88,7 +88,10 @@ def guest_connect(ctx: ProbeContext) -> Outcome:
     return passed(f"connected to {endpoint}", **evidence)
 
 
-@register("guest-tcp.ping", layer="guest-tcp", side=Side.GUEST, talks=True, needs=("guest-tcp.connect",),
+# When the host endpoint itself does not answer (stream.ping, on --side both), the guest's
+# path to it cannot either: that probe is then `blocked`, not a second wait for the timeout.
+@register("guest-tcp.ping", layer="guest-tcp", side=Side.GUEST, talks=True,
+          needs=("guest-tcp.connect", "stream.ping"),
           description="PING → PONG through the guest's path, and one frame exchanged")
 def guest_ping(ctx: ProbeContext) -> Outcome:
     host, port, _ = _target(ctx)
