@@ -184,23 +184,37 @@ class Connection:
             self.sock.close()
 
 
-def ping(endpoint: net.Endpoint, timeout: float) -> tuple[bool, str]:
-    """PING → PONG on a fresh connection: (answered, detail). Raises NetError on connect."""
+@dataclass(frozen=True)
+class PingResult:
+    """What a PING got: `pong`, `silent` (nothing within the timeout), `closed` (EOF or a
+    reset), `bad-magic` (not HXFR at all) or `wrong-answer` (HXFR, but not a PONG)."""
+
+    outcome: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "pong"
+
+
+def ping(endpoint: net.Endpoint, timeout: float) -> PingResult:
+    """PING → PONG on a fresh connection. Raises NetError only when connecting fails."""
     conn = Connection(endpoint, timeout)
     try:
         conn.send(protocol.Ping(1), time.monotonic() + timeout)
         msg = conn.receive(timeout)
     except TimeoutError:
-        return False, f"no PONG within {timeout:g} s"
-    except EOFError as exc:
-        return False, f"connection closed ({exc})"
+        return PingResult("silent", f"no PONG within {timeout:g} s")
+    except (EOFError, OSError) as exc:
+        return PingResult("closed", f"connection closed ({exc})")
     except RemoteProtocolError as exc:
-        return False, f"answer breaks the protocol ({exc.kind}): {exc}"
+        outcome = "bad-magic" if exc.kind == "bad-magic" else "wrong-answer"
+        return PingResult(outcome, f"answer breaks the protocol ({exc.kind}): {exc}")
     finally:
         conn.close()
     if isinstance(msg, protocol.Pong):
-        return True, "PONG"
-    return False, f"answered {type(msg).__name__} instead of PONG"
+        return PingResult("pong", "PONG")
+    return PingResult("wrong-answer", f"answered {type(msg).__name__} instead of PONG")
 
 
 def exchange(opts: ExchangeOptions) -> ExchangeResult:

@@ -544,7 +544,9 @@ class ClientSession(threading.Thread):
             if req.resource_id != 0:
                 # We cannot read guest GPU resources; the H1 host answered the same.
                 raise _ReplyError(ErrorCode.RESOURCE_NOT_FOUND, f"resource {req.resource_id} not found")
-            width, height = (width, height) if width and height else self.config.size
+            # Like H2/H3, which encode their own DisplaySurface at its own size: the console
+            # is --size, whatever the request claims (56 bytes must not buy an 8K encode).
+            width, height = self.config.size
         if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION):
             raise _ReplyError(ErrorCode.INVALID_MSG, f"frame size {width}x{height} out of range")
         if req.pixels is None:

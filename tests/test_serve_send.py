@@ -265,7 +265,7 @@ def test_stale_socket_is_taken_over(short_tmp):
     dead.bind(path)
     dead.close()  # the file stays, nobody listens: stale
     with running_server(unix=[path]) as server:
-        assert ping(endpoint_of(server, "unix"), 2.0)[0]
+        assert ping(endpoint_of(server, "unix"), 2.0).ok
 
 
 # ---------------------------------------------------------------- the CLI, end to end

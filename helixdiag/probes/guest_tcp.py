@@ -99,19 +99,19 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
         return skipped("no port to dial")
     endpoint = net.Endpoint("tcp", host=host, port=port)
     try:
-        ok, detail = ping(endpoint, ctx.config.timeout)
+        answer = ping(endpoint, ctx.config.timeout)
     except net.NetError as exc:
         return failed("guest-tcp-refused" if exc.kind == "refused" else "guest-tcp-timeout",
                       f"{endpoint}: {exc}", endpoint=str(endpoint))
-    evidence = {"endpoint": str(endpoint), "ping": detail}
-    if not ok:
-        if "closed" in detail:
-            return failed("guest-closed", f"{endpoint} accepted, then closed without an answer ({detail})",
-                          remedy=f"Something accepts on {port} but its backend is gone (socat whose Unix "
-                                 f"target refuses?). {HOST_CHECKS}", **evidence)
-        what = "answered PING with something else" if "instead of" in detail or "breaks" in detail \
-            else "accepted but never answered PING"
-        return failed("guest-no-reply", f"{endpoint} {what} ({detail})",
+    evidence = {"endpoint": str(endpoint), "ping": answer.detail}
+    if answer.outcome == "closed":
+        return failed("guest-closed", f"{endpoint} accepted, then closed without an answer ({answer.detail})",
+                      remedy=f"Something accepts on {port} but its backend is gone (socat whose Unix "
+                             f"target refuses?). {HOST_CHECKS}", **evidence)
+    if not answer.ok:
+        what = "accepted but never answered PING" if answer.outcome == "silent" \
+            else "answered PING with something else"
+        return failed("guest-no-reply", f"{endpoint} {what} ({answer.detail})",
                       remedy=f"The far side is dead or hung. {HOST_CHECKS}", **evidence)
     result = exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=(320, 240),
                                       timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))

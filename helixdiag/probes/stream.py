@@ -33,26 +33,23 @@ def stream_ping(ctx: ProbeContext) -> Outcome:
     if endpoint is None:
         return _no_endpoint(ctx)
     try:
-        ok, detail = ping(endpoint, ctx.config.timeout)
+        answer = ping(endpoint, ctx.config.timeout)
     except net.NetError as exc:
         return failed("stream-connect-failed", f"cannot connect to {endpoint}: {exc}",
                       endpoint=str(endpoint), kind=exc.kind, errno=exc.errno)
-    if ok:
+    if answer.ok:
         return passed(f"{endpoint} answers PING with PONG", endpoint=str(endpoint))
-    return failed(_ping_failure(detail), f"{endpoint}: {detail}", endpoint=str(endpoint),
+    return failed(PING_FAILURES[answer.outcome], f"{endpoint}: {answer.detail}", endpoint=str(endpoint),
                   timeout_s=ctx.config.timeout)
 
 
-def _ping_failure(detail: str) -> str:
-    """The failure id for what `client.ping` saw: closed, silent, or a reply that is not PONG
-    (garbage without the magic, or a wrong type, size or table after it)."""
-    if detail.startswith("connection closed"):
-        return "stream-closed"
-    if detail.startswith("answer breaks the protocol (bad-magic)"):
-        return "stream-bad-magic"
-    if detail.startswith(("answer breaks the protocol", "answered ")):
-        return "stream-protocol-error"
-    return "stream-no-reply"
+# What the host endpoint's answer to PING says, as a failure id.
+PING_FAILURES = {
+    "silent": "stream-no-reply",
+    "closed": "stream-closed",
+    "bad-magic": "stream-bad-magic",
+    "wrong-answer": "stream-protocol-error",
+}
 
 
 @register("stream.exchange", layer="stream", side=Side.EITHER, talks=True, needs=("stream.ping",),
