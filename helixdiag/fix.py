@@ -20,6 +20,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,7 +161,26 @@ def start_stand_in(socket_path: str | None, port: int | None) -> str:
     else:
         raise Refused("no socket or port to put the stand-in on")
     proc = _spawn("serve", argv)
+    if not _wait_serving(proc, socket_path, port):
+        raise Refused(f"helixdiag serve (pid {proc.pid}) did not start listening within "
+                      f"{SERVE_START_TIMEOUT:g} s")
     return f"started helixdiag serve pid {proc.pid} as a stand-in ({shlex.join(argv[3:])})"
+
+
+SERVE_START_TIMEOUT = 15.0  # importing the encoder stack takes a second or two
+
+
+def _wait_serving(proc: subprocess.Popen, socket_path: str | None, port: int | None) -> bool:
+    """Until the stand-in accepts connections (so the re-check sees it), or it exits."""
+    deadline = time.monotonic() + SERVE_START_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        if socket_path and classify(socket_path, timeout=0.5).state == PathState.LIVE:
+            return True
+        if not socket_path and port:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def _wait_gone(pid: int, timeout: float = 3.0) -> None:

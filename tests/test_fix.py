@@ -125,3 +125,15 @@ def test_state_file_survives_garbage(state_home):
     assert fix.started_by_us() == []
     path.write_text(json.dumps([{"kind": "socat", "pid": 999999999}]))
     assert fix.started_by_us() == []  # dead pids are forgotten
+
+
+def test_stand_in_takes_over_after_the_stale_socket_and_the_recheck_passes(state_home):
+    stack, _ = selftest.build("socket-stale")
+    with stack:
+        res = fix_cli(stack, "--apply", "--yes", "--stand-in", env=state_home)
+        assert "removed stale socket" in res.stdout
+        assert "as a stand-in" in res.stdout, res.stdout
+        assert "unix-socket.accept: fail → pass" in res.stdout
+        assert "stream.exchange: blocked → pass" in res.stdout
+        serving = [e for e in fix.started_by_us() if e["kind"] == "serve"]
+        assert serving and stack.socket_path in serving[0]["argv"]
