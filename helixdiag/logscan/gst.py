@@ -14,7 +14,7 @@ from typing import Any
 
 from helixdiag.findings import Finding
 from helixdiag.logscan.dispatch import _DISPATCH, _match
-from helixdiag.logscan.scanner import _ANSI, _bounded_add, _int, _Scanner, _trim
+from helixdiag.logscan.scanner import _bounded_add, _int, _Scanner, _trim
 from helixdiag.logscan.signatures import (
     _BY_NAME,
     _ERAS,
@@ -113,10 +113,7 @@ class _GstScanner(_Scanner):
     def feed(self, no: int, line: str) -> int:
         self.lines += 1
         try:
-            if "\x00" in line or "\ufffd" in line:
-                self.binary_lines += 1
-            if "\x1b" in line:
-                line = _ANSI.sub("", line)
+            line = self._clean(line)
             h = _GST_SEARCH(line) if ":" in line else None
             if h is not None:
                 ts, cat, func, msg = h.group("ts", "cat", "func", "msg")
@@ -148,16 +145,7 @@ class _GstScanner(_Scanner):
         name = sig.name
         if name in _FRAME_START and self.pending is not None and self.pending_next is None:
             self.pending_next = {"line_no": no, "ts": self.cur_ts, "line": _trim(line)}
-        # the base _apply, inlined: this runs for every vsockenc line
-        self.recognised += 1
-        self.sig_counts[name] += 1
-        auto_fid, note, handler = self._plans[name]
-        if auto_fid is not None:
-            self._hit(auto_fid, no, line, sig, m)
-        if note:
-            self._note(name, sig.meaning, no, line, related=sig.related)
-        if handler is not None:
-            handler(no, line, m)
+        super()._apply(no, line, sig, m)
 
     # ---------------------------------------------------------------- frame bookkeeping
     def _resolve(self, ok: bool) -> dict[str, Any] | None:

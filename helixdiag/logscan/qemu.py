@@ -14,7 +14,7 @@ from typing import Any
 
 from helixdiag.findings import Finding
 from helixdiag.logscan.dispatch import _DISPATCH, _match
-from helixdiag.logscan.scanner import _ANSI, _Acc, _bounded_add, _int, _Scanner, _trim
+from helixdiag.logscan.scanner import _Acc, _bounded_add, _int, _Scanner, _trim
 from helixdiag.logscan.signatures import (
     _BY_NAME,
     _MSG_TYPES,
@@ -121,10 +121,7 @@ class _QemuScanner(_Scanner):
     def feed(self, no: int, line: str) -> int:
         self.lines += 1
         try:
-            if "\x00" in line or "\ufffd" in line:
-                self.binary_lines += 1
-            if "\x1b" in line:
-                line = _ANSI.sub("", line)
+            line = self._clean(line)
             return self._feed(no, line)
         except Exception:  # noqa: BLE001 - one odd line must not end the scan
             self.internal_errors += 1

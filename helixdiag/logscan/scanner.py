@@ -115,6 +115,14 @@ class _Scanner:
         signature of this kind matched, 0 otherwise. Never raises."""
         raise NotImplementedError
 
+    def _clean(self, line: str) -> str:
+        """Count binary junk and strip ANSI colour codes (GST_DEBUG_COLOR_MODE=on logs)."""
+        if "\x00" in line or "\ufffd" in line:
+            self.binary_lines += 1
+        if "\x1b" in line:
+            line = _ANSI.sub("", line)
+        return line
+
     def _apply(self, no: int, line: str, sig: Signature, m: re.Match[str]) -> None:
         self.recognised += 1
         name = sig.name
