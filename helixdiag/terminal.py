@@ -76,6 +76,19 @@ class Terminal:
         if hint:
             self.err.print(f"[hint]hint:[/hint] {_escape(hint)}", soft_wrap=True)
 
+    def finding(self, finding: Any, *, where: str | None = None, remedy: bool = True, indent: str = "  ") -> None:
+        """One finding, the same everywhere (send, lint, logs): severity, id, message, then
+        where it was seen, the remedy and the `explain` pointer."""
+        style = "fail" if finding.severity == "fail" else "warn"
+        times = f" (×{finding.count})" if getattr(finding, "count", 1) > 1 else ""
+        self.print(f"[{style}]{finding.severity.upper()}[/{style}] [id]{finding.failure_id}[/id]{times}: "
+                   f"{_escape(finding.message)}", soft_wrap=True)
+        if where:
+            self.print(f"{indent}[muted]{_escape(where)}[/muted]", soft_wrap=True)
+        if remedy:
+            self.print(f"{indent}[hint]remedy:[/hint] {_escape(finding.remedy)}")
+        self.print(f"{indent}[muted]more: helixdiag explain {finding.failure_id}[/muted]")
+
     def write_machine(self, text: str) -> None:
         """Raw machine output (JSON) to stdout, untouched by rich."""
         sys.stdout.write(text)

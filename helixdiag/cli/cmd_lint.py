@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from helixdiag.cli.options import write_json
 from helixdiag.errors import EXIT_FAILURE, EXIT_USAGE
-from helixdiag.failures import CATALOG
 from helixdiag.pipeline import LintResult, PipelineSyntaxError, lint
 
 
@@ -78,17 +77,10 @@ def command(app, pipeline: str, host: str | None, port: int | None, check: bool,
 def render(app, result: LintResult) -> None:
     term = app.terminal
     for finding in result.findings:
-        entry = CATALOG[finding.failure_id]
-        style = "fail" if finding.severity == "fail" else "warn"
-        term.print(f"[{style}]{finding.severity.upper()}[/{style}] [id]{finding.failure_id}[/id]: "
-                   f"{escape(finding.message)}")
         ev = finding.evidence
-        if "element" in ev:
-            term.print(f"  [muted]element #{ev.get('element_index')}:[/muted] {escape(str(ev['element']))}",
-                       soft_wrap=True)
-        term.print(f"  [hint]remedy:[/hint] {escape(entry.remedy)}")
+        where = f"element #{ev.get('element_index')}: {ev['element']}" if "element" in ev else None
+        term.finding(finding, where=where)
         term.detail(f"  [muted]evidence: {escape(json.dumps(ev, default=str))}[/muted]", soft_wrap=True)
-        term.print(f"  [muted]more: helixdiag explain {finding.failure_id}[/muted]")
     for note in result.notes:
         term.print(f"[muted]note:[/muted] {escape(note)}")
     if result.corrected is not None:

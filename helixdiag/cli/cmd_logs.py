@@ -103,15 +103,11 @@ def render(app, summary: logscan.LogSummary) -> None:
         _row(app, "input", f"{summary.long_lines} lines cut at {logscan.MAX_LINE_CHARS // 1024} KiB · "
                            f"{summary.binary_lines} lines with binary or undecodable bytes")
     for finding in summary.findings:
-        style = "fail" if finding.severity == "fail" else "warn"
-        times = f" (×{finding.count})" if finding.count > 1 else ""
-        term.print(f"  [{style}]{finding.severity.upper()}[/{style}] [id]{finding.failure_id}[/id]"
-                   f"{times}: {escape(finding.message)}", soft_wrap=True)
         ev = finding.evidence
+        where = None
         if ev.get("line"):
-            where = f"line {ev['line_no']}: " if ev.get("line_no") else ""
-            term.print(f"       [muted]{where}{escape(str(ev['line']))}[/muted]", soft_wrap=True)
-        term.print(f"       [hint]more: helixdiag explain {finding.failure_id}[/hint]")
+            where = (f"line {ev['line_no']}: " if ev.get("line_no") else "") + str(ev["line"])
+        term.finding(finding, where=where, remedy=False, indent="       ")
     for note in summary.notes:
         see = f" [muted](helixdiag explain {note.related})[/muted]" if note.related else ""
         term.print(f"  [muted]note:[/muted] {escape(note.message)}{see}", soft_wrap=True)

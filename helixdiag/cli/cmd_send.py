@@ -11,7 +11,6 @@ from helixdiag import net
 from helixdiag.cli.options import PIXEL_FORMAT, SIZE, write_json
 from helixdiag.client import ExchangeOptions, ExchangeResult, exchange
 from helixdiag.errors import EXIT_FAILURE, ConfigError
-from helixdiag.failures import CATALOG
 
 
 @click.command("send")
@@ -103,17 +102,4 @@ def render(app, result: ExchangeResult) -> None:
         term.print("[pass]PASS[/pass] every reply valid, decoded and matching what was sent")
         return
     for finding in result.findings.values():
-        entry = CATALOG.get(finding.failure_id)
-        style = "fail" if finding.severity == "fail" else "warn"
-        times = f" (×{finding.count})" if finding.count > 1 else ""
-        term.print(f"[{style}]{finding.severity.upper()}[/{style}] [id]{finding.failure_id}[/id]{times}: "
-                   f"{_escape(finding.message)}")
-        if entry is not None:
-            term.print(f"  [hint]remedy:[/hint] {_escape(entry.remedy)}")
-            term.print(f"  [muted]more: helixdiag explain {finding.failure_id}[/muted]")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        term.finding(finding)
