@@ -3,6 +3,8 @@ socket in the socat topology, QEMU's port otherwise — validated and decoded li
 
 from __future__ import annotations
 
+import dataclasses
+
 from helixdiag import net
 from helixdiag.client import ExchangeOptions, exchange, ping
 from helixdiag.layers import Side
@@ -74,7 +76,23 @@ def stream_exchange(ctx: ProbeContext) -> Outcome:
                       f"({mode}) valid and decoded, p50 {lat.get('p50', 0):.1f} ms", **evidence)
     summary = primary.message
     if primary.failure_id == "frame-request-ignored" and ctx.config.mode == "auto":
-        summary += " — an H4 host serves scanout mode only: try --mode scanout"
+        summary += _scanout_check(opts, evidence)
     if primary.severity == "warn":
         return warned(primary.failure_id, summary, **evidence)
     return failed(primary.failure_id, summary, **evidence)
+
+
+def _scanout_check(opts: ExchangeOptions, evidence: dict) -> str:
+    """An H4 host ignores FRAME_REQUEST but pushes frames to subscribers: say which it is,
+    so the remedy is "switch to scanout mode", not "the host is broken"."""
+    try:
+        scanout = exchange(dataclasses.replace(opts, mode="scanout", frames=min(opts.frames or 5, 5)))
+    except net.NetError as exc:
+        evidence["scanout"] = {"status": "fail", "error": str(exc)}
+        return " — and scanout mode cannot connect either"
+    evidence["scanout"] = scanout.to_dict()
+    if scanout.status != "fail":
+        return (" — but SUBSCRIBE works (scanout frames arrive and decode): an H4 host, which serves "
+                "scanout mode only; use HELIX_VIDEO_MODE=scanout (desktop-bridge) instead of vsockenc")
+    first = scanout.primary
+    return f" — and scanout mode fails too ({first.failure_id if first else 'no frames'})"

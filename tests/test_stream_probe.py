@@ -1,0 +1,50 @@
+"""The stream probes against the reference host with known host bugs, through the runner."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import endpoint_of, running_server
+
+from helixdiag import runner
+from helixdiag.config import RunConfig
+from helixdiag.faults import Fault
+from helixdiag.probes import REGISTRY, Status, load
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def stream_results(server, **config):
+    load()
+    ep = endpoint_of(server)
+    cfg = RunConfig(side="host", topology="tcp", port=ep.port, timeout=1.0, **config)
+    cfg.sources = {"port": "--port", "topology": "--topology", **{k: f"--{k}" for k in config}}
+    report = runner.Runner(cfg, [REGISTRY["stream.ping"], REGISTRY["stream.exchange"]]).run()
+    return {p.id: p for p in report.probes}
+
+
+def test_h4_host_is_told_apart_and_pointed_at_scanout_mode():
+    with running_server(fault=Fault("ignore-frame-request"), fps=30) as server:
+        results = stream_results(server)
+    ping, exchange = results["stream.ping"], results["stream.exchange"]
+    assert ping.status == Status.PASS
+    assert exchange.failure_id == "frame-request-ignored"
+    assert "SUBSCRIBE works" in exchange.summary and "HELIX_VIDEO_MODE=scanout" in exchange.summary
+    assert exchange.evidence["scanout"]["status"] == "pass"
+    assert exchange.evidence["scanout"]["frames"]["decoded"] >= 1
+
+
+def test_scanout_is_not_tried_when_the_mode_was_chosen():
+    with running_server(fault=Fault("ignore-frame-request"), fps=30) as server:
+        results = stream_results(server, mode="request")
+    exchange = results["stream.exchange"]
+    assert exchange.failure_id == "frame-request-ignored"
+    assert "scanout" not in exchange.evidence
+
+
+def test_scanout_mode_exchange_passes_against_a_healthy_host():
+    with running_server(fps=30) as server:
+        results = stream_results(server, mode="scanout", frames=5)
+    exchange = results["stream.exchange"]
+    assert exchange.status == Status.PASS, exchange.summary
+    assert exchange.evidence["mode"] == "scanout"
+    assert exchange.evidence["frames"]["received"] == 5
