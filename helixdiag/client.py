@@ -21,6 +21,7 @@ from helixdiag.frames import SyntheticSource, luma_plane, psnr, read_frame_numbe
 from helixdiag.protocol import (
     NEED_DATA,
     ErrorMessage,
+    FrameLayout,
     FrameRequest,
     FrameResponse,
     PixelFormat,
@@ -281,7 +282,7 @@ def _run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult
         elif isinstance(reply, FrameResponse):
             result.frames_received += 1
             result.latencies_ms.append(latency_ms)
-            checker.check(reply, expected=(source, i))
+            checker.check(reply, expected=(pixels, layout, i))
         else:
             result.add("stream-protocol-error",
                        f"expected FRAME_RESPONSE to frame {i}, got {type(reply).__name__}",
@@ -374,7 +375,7 @@ class _StreamChecker:
         self.seen_keyframe = False
         self.decode_broken = False
 
-    def check(self, resp: FrameResponse, expected: tuple[SyntheticSource, int] | None) -> None:
+    def check(self, resp: FrameResponse, expected: tuple[protocol.Buffer, FrameLayout, int] | None) -> None:
         r = self.result
         frame = r.frames_received - 1
         if resp.nal_count != 1:
@@ -425,9 +426,10 @@ class _StreamChecker:
         if expected is not None and pictures:
             self._compare(pictures[-1].luma, *expected, frame)
 
-    def _compare(self, decoded_luma: np.ndarray, source: SyntheticSource, index: int, frame: int) -> None:
+    def _compare(self, decoded_luma: np.ndarray, pixels, layout: FrameLayout, index: int, frame: int) -> None:
+        """The decoded picture against the pixels that were sent (not a re-rendering of them)."""
         r = self.result
-        sent = luma_plane(source.frame(index), source.layout)
+        sent = luma_plane(pixels, layout)
         height, width = sent.shape
         if decoded_luma.shape[0] < height or decoded_luma.shape[1] < width:
             return  # size mismatch already reported from the SPS
