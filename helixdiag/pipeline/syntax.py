@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from helixdiag.errors import UsageError
@@ -198,51 +198,52 @@ def _plain(raw: str) -> str:
     return _unescape(value)
 
 
-def _split_top(text: str, sep: str) -> list[tuple[int, str]]:
-    """Split at `sep` outside quotes, brackets and escapes; (offset, part) pairs."""
-    parts: list[tuple[int, str]] = []
-    depth = 0
+def _quoting(text: str) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """Walk `text` the way gst-launch quotes it: every character that is not escaped by a
+    backslash, with the quote open before it and after it (None = outside quotes)."""
     quote: str | None = None
-    start = 0
     i = 0
     while i < len(text):
         ch = text[i]
         if ch == "\\":
             i += 2
             continue
+        before = quote
         if quote:
             if ch == quote:
                 quote = None
         elif ch in "\"'":
             quote = ch
-        elif ch in "{[<(":
+        yield i, ch, before, quote
+        i += 1
+
+
+def _split_top(text: str, sep: str) -> list[tuple[int, str]]:
+    """Split at `sep` outside quotes, brackets and escapes; (offset, part) pairs."""
+    parts: list[tuple[int, str]] = []
+    depth = 0
+    start = 0
+    for i, ch, before, after in _quoting(text):
+        if before or after:
+            continue  # quoted text, or a quote itself
+        if ch in "{[<(":
             depth += 1
         elif ch in "}]>)":
             depth = max(0, depth - 1)
         elif ch == sep and depth == 0:
             parts.append((start, text[start:i]))
             start = i + 1
-        i += 1
     parts.append((start, text[start:]))
     return parts
 
 
 def _unbalanced_quote(text: str) -> int | None:
     """Offset of a quote that is never closed (escapes respected), else None."""
-    quote: str | None = None
-    opened = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote, opened = ch, i
-        i += 1
+    opened, quote = 0, None
+    for i, _ch, before, after in _quoting(text):
+        if before is None and after is not None:
+            opened = i
+        quote = after
     return opened if quote else None
 
 
