@@ -637,7 +637,7 @@ class Subscriber(threading.Thread):
         while True:
             with self._cond:
                 while self._slot is None and not self._stopped:
-                    self._cond.wait()
+                    self._cond.wait(1.0)  # bounded, though stop() and offer() notify
                 if self._stopped:
                     return
                 parts, _ = self._slot  # type: ignore[misc]
