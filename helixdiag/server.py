@@ -157,7 +157,13 @@ class FrameServer:
         except BaseException:
             self._close_listeners()
             raise
-        self._acceptor = threading.Thread(target=self._accept_loop, name="hxfr-accept", daemon=True)
+        # Set up here, not in the thread: stop() may close the listeners before it runs.
+        sel = selectors.DefaultSelector()
+        for sock in self._listeners:
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ)
+        self._acceptor = threading.Thread(target=self._accept_loop, args=(sel,), name="hxfr-accept",
+                                          daemon=True)
         self._acceptor.start()
         return self.endpoints
 
@@ -254,11 +260,7 @@ class FrameServer:
         self._listeners.append(sock)
         self.endpoints.append(net.Endpoint("unix", path=path))
 
-    def _accept_loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        for sock in self._listeners:
-            sock.setblocking(False)
-            sel.register(sock, selectors.EVENT_READ)
+    def _accept_loop(self, sel: selectors.BaseSelector) -> None:
         try:
             while not self._stop.is_set():
                 for key, _ in sel.select(timeout=0.2):

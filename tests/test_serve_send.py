@@ -8,6 +8,7 @@ import re
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from helixdiag.client import ExchangeOptions, exchange, ping
 from helixdiag.errors import ConfigError
 from helixdiag.faults import FAULT_KINDS, Fault
 from helixdiag.protocol import ErrorCode, PixelFormat
+from helixdiag.server import FrameServer, ServerConfig
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -241,6 +243,20 @@ def test_live_socket_is_refused(short_tmp):
     with running_server(unix=[path]), pytest.raises(ConfigError, match="live socket"):
         with running_server(unix=[path]):
             pass
+
+
+def test_stop_right_after_start_is_clean(short_tmp, monkeypatch):
+    """stop() racing the acceptor's start-up must not raise in its thread (closed listener)."""
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    for i in range(30):
+        server = FrameServer(ServerConfig(tcp=[("127.0.0.1", 0)], unix=[str(short_tmp / f"{i}.sock")],
+                                          size=(64, 64)))
+        server.start()
+        server.stop()
+        assert not server._acceptor.is_alive()
+        assert not os.path.exists(short_tmp / f"{i}.sock")
+    assert raised == []
 
 
 def test_regular_file_is_refused_and_left_intact(short_tmp):
