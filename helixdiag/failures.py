@@ -1,4 +1,4 @@
-"""The failure ids: the ONE place they are declared (SPEC.md §5, evidence in FAILURES.md).
+"""The failure ids: the ONE place they are declared.
 
 Every finding the tool prints carries one of these ids; `helixdiag explain ID` shows its
 page (`docs/failures/<id>.md`, installed as `helixdiag/_pages/failures/<id>.md`).
@@ -17,6 +17,8 @@ from types import MappingProxyType
 
 from helixdiag.errors import UsageError
 from helixdiag.layers import LAYER_NAMES
+from helixdiag.pixelcost import BGRX_1080P, frame_cost, grouped
+from helixdiag.protocol import PixelFormat
 
 
 class Severity(StrEnum):
@@ -26,7 +28,7 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class Failure:
-    id: str  # stable kebab-case id from SPEC.md §5
+    id: str  # stable kebab-case id
     layer: str  # one of helixdiag.layers.LAYER_NAMES
     severity: Severity
     title: str  # one line: what the user sees
@@ -101,7 +103,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "bandwidth.",
         "Nothing to repair on UTM: keep the pixel path with NV12 "
         "(`videoconvert ! video/x-raw,format=NV12` before the queue), or use scanout mode "
-        "(the HEAD default). Forcing `pipewirezerocopysrc buffer-type=dmabuf-passthrough` "
+        "(Helix's default on virtio-gpu). Forcing `pipewirezerocopysrc buffer-type=dmabuf-passthrough` "
         "fails with \"no more input formats\".",
     ),
     # ── vsockenc ──────────────────────────────────────────────────────────────────────
@@ -144,12 +146,14 @@ _ENTRIES: tuple[Failure, ...] = (
         "gst-bgra-bandwidth", "vsockenc", W,
         "Raw BGRx/BGRA pixels over SLiRP TCP limit the frame rate",
         "Each frame's pixels cross SLiRP user-mode TCP, which costs about 67 ms per 3.1 MB. "
-        "Measured: BGRA 1080p (8 294 400 bytes/frame) gave 6.8–8.7 FPS, NV12 1080p "
-        "(3 110 400) about 15 FPS, and NV12 960×540 about 41 FPS. Above about 1 MB per "
-        "frame, the transfer dominates.",
-        "Feed vsockenc NV12 (2.65× smaller): `videoconvert ! video/x-raw,format=NV12` before "
-        "the queue. Optionally downscale first (`videoscale ! video/x-raw,width=960,"
-        "height=540` before the convert). The real fix is scanout mode, which moves no pixels.",
+        f"Measured: BGRA 1080p ({grouped(BGRX_1080P.bytes_per_frame)} bytes/frame) gave 6.8–8.7 "
+        f"FPS, NV12 1080p ({grouped(BGRX_1080P.nv12_bytes_per_frame)}) about 15 FPS, and NV12 "
+        f"960×540 ({grouped(frame_cost(PixelFormat.NV12, 960, 540).bytes_per_frame)}) about 41 FPS. "
+        "Above about 1 MB per frame, the transfer dominates.",
+        f"Feed vsockenc NV12 ({BGRX_1080P.ratio_text} smaller): `videoconvert ! "
+        "video/x-raw,format=NV12` before the queue. Optionally downscale first (`videoscale ! "
+        "video/x-raw,width=960,height=540` before the convert). The real fix is scanout mode, "
+        "which moves no pixels.",
     ),
     Failure(
         "vsockenc-connect-failed", "vsockenc", F,
@@ -180,8 +184,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "vsockenc treats the next message as the reply to its one pending frame. After a bad "
         "magic or a short body, it drops the frame but keeps the connection without "
         "resynchronising, so later frames fail too. An unsolicited message (PONG, "
-        "SUBSCRIBE_RESP, or a scanout push from an H3 host) leaves it one frame behind "
-        "(inferred from the code).",
+        "SUBSCRIBE_RESP, or a scanout push from an H3 host) leaves it one frame behind.",
         "Restart the pipeline to force a reconnect. Never send unsolicited messages on a "
         "vsockenc connection, and do not mix SUBSCRIBE clients with vsockenc on one H3 host. "
         "Servers must send an exact payload_size and never send partial messages.",
@@ -201,7 +204,7 @@ _ENTRIES: tuple[Failure, ...] = (
     Failure(
         "vsockenc-peer-closed", "vsockenc", F,
         "The host closed vsockenc's connection, and the next frame's write failed",
-        "This is inferred from the code. After the host closes the connection (QEMU "
+        "After the host closes the connection (QEMU "
         "restart, or an idle timeout: 30 s on H2, 600 s on H3, 60 s on H4), the failed "
         "header read only marks the element disconnected. The same call then writes to the "
         "dead socket, so the pipeline errors and the stream restarts.",
@@ -225,7 +228,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "TCP connect to HOST:PORT times out",
         "Neither an accept nor a refusal arrived in time. Either the address is not reachable "
         "from here (10.0.2.2 exists only inside a QEMU user-network guest, and the host "
-        "listener binds 127.0.0.1 only), or the host is stuck. The documented case is a "
+        "listener binds 127.0.0.1 only), or the host is stuck. A known case is a "
         "single-client host blocked on a dead connection after a container was killed.",
         "Inside the guest, dial 10.0.2.2 (`--host`). On the host itself, dial 127.0.0.1. On "
         "the host, `lsof -nP -iTCP:<port>` can show an ESTABLISHED connection whose guest "
@@ -340,7 +343,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "The socket path exists, but it is not a socket",
         "A regular file, a directory or something else occupies the path, so nothing can "
         "connect there, and QEMU cannot bind a socket at it either. helixdiag never removes "
-        "such a path (SPEC §6).",
+        "such a path: only a socket can be stale.",
         "Inspect it: `ls -la <path>` and `file <path>`. If you passed the wrong `--socket`, "
         "correct it. If the file really is debris, move it aside yourself "
         "(`mv <path> <path>.bak`) and restart the VM.",
@@ -359,8 +362,8 @@ _ENTRIES: tuple[Failure, ...] = (
         "The socket path is longer than the OS allows for a Unix socket address",
         "A Unix socket address holds at most 104 bytes on macOS and 108 on Linux, including "
         "the terminating NUL. A longer absolute path cannot be bound or connected. The UTM "
-        "location is 82 bytes plus the length of the user name (inferred in FAILURES.md, "
-        "not observed).",
+        "location is 82 bytes plus the length of the user name, so on macOS a user name "
+        "longer than 21 characters is enough.",
         "Connect through a shorter path. Run socat from the socket's directory with a "
         "relative `UNIX-CONNECT:helix-frame-export.sock`, or use a short symlink to the "
         "directory (`ln -s \"<dir>\" /tmp/hx`, then `--socket /tmp/hx/helix-frame-export.sock`). "
@@ -383,7 +386,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "QEMU is running, but its frame export does not listen",
         "The frame export starts only from virtio_gpu_virgl_init, which runs lazily on the "
         "first virtio-gpu command after virgl initialises. The H0 placeholder module "
-        "(`for-mac/qemu-helix/` at HEAD) never creates a listener at all. The log may also "
+        "(`for-mac/qemu-helix/` in the helix repository) never creates a listener at all. The log may also "
         "just be invisible: helix-debug.log has a hard-coded path, so only stderr shows it.",
         "Read QEMU's stderr (UTM's console, or the Mac app's QEMU output), not "
         "helix-debug.log, and look for `[HELIX] Frame export ready: …`. If it shows only "
@@ -453,7 +456,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "No H.264 encoder session can be opened",
         "The host cannot create an encoder session. On macOS, VTCompressionSessionCreate or "
         "PrepareToEncodeFrames fails (invalid dimensions or properties, or VideoToolbox "
-        "resource limits; inferred from the code), and the host answers ERROR -99 or "
+        "resource limits), and the host answers ERROR -99 or "
         "nothing. Elsewhere, helixdiag's reference encoder needs libx264 through PyAV.",
         "Check the frame size: use even dimensions at a sane resolution. Cap the number and "
         "size of sessions, because macOS limits VideoToolbox's encoder service to about "
@@ -463,7 +466,7 @@ _ENTRIES: tuple[Failure, ...] = (
     Failure(
         "encoder-error", "encoder", F,
         "The encoder took frames but produced no output",
-        "Encode failures on the host usually send no reply (inferred from the code): an H2 "
+        "Encode failures on the host usually send no reply: an H2 "
         "host logs a failed submit but still reports success, and an asynchronous "
         "VideoToolbox error is only logged. Two early returns in the output callback (H2/H3) "
         "also leave a mutex locked, which stops every later reply.",
@@ -525,11 +528,12 @@ _ENTRIES: tuple[Failure, ...] = (
         "The reply starts with the HXFR magic but is not a valid answer: an unknown or "
         "unexpected message type where the reply to this request belongs, a payload_size "
         "that does not fit its type, a payload over the size limit, or a NAL table that does "
-        "not add up. The stream is misaligned, or the peer does not follow PROTOCOL.md.",
+        "not add up. The stream is misaligned, or the peer does not follow the HXFR protocol "
+        "(docs/protocol.md).",
         "Reconnect to realign, and re-run with `helixdiag -v send --to <endpoint>` to see the "
         "offending header. Check the host build (`[HELIX] VERSION:` in its log) and do not "
         "mix SUBSCRIBE clients with request-mode clients on one H3 host. A custom server "
-        "must match PROTOCOL.md's message sizes exactly.",
+        "must match the message sizes in docs/protocol.md exactly.",
     ),
     Failure(
         "stream-no-sps-pps", "stream", F,
@@ -545,7 +549,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "The H.264 arrives in AVCC form (length-prefixed) instead of Annex-B start codes",
         "H0/H1 hosts forward VideoToolbox's AVCC buffer unchanged: each NAL has a 4-byte "
         "big-endian length. vsockenc, however, advertises byte-stream, so h264parse finds "
-        "no start codes (inferred from the code).",
+        "no start codes.",
         "Use an H2 or later host build, which converts to Annex-B. A custom server must "
         "replace each length prefix with `00 00 00 01`.",
     ),
@@ -554,8 +558,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "The H.264 in the reply does not decode",
         "The framing is valid, but the decoder rejects the access unit or yields no picture. "
         "Causes include truncated or corrupt NAL data, parameter sets that do not match the "
-        "slices, and P-frames whose reference was dropped. FAILURES.md documents no single "
-        "cause for this.",
+        "slices, and P-frames whose reference was dropped; no single cause is known.",
         "Re-run with `-v` to see the NAL types, sizes and the decoder's message. Restart the "
         "VM to get a fresh encoder, and compare with the reference server "
         "(`helixdiag serve`) to see whether the fault is on the host side.",
@@ -566,7 +569,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "A request with resource_id=0 and no pixel data makes the host encode scanout 0, "
         "which is the VM's own console, not the container's desktop. NV12 at a width not "
         "divisible by 4 is padded by GStreamer, but the host ignores the stride, so the "
-        "picture shears (inferred).",
+        "picture shears.",
         "Make sure requests carry pixels (the host log should say `pixel_data=YES`). Use "
         "widths divisible by 4 and even heights, and use a host with NV12 support (H3).",
     ),
@@ -581,7 +584,7 @@ _ENTRIES: tuple[Failure, ...] = (
     Failure(
         "stream-slow", "stream", W,
         "Frames round-trip, but too slowly for a smooth stream",
-        "Round-trip time or frame rate is below the probe's threshold. The documented "
+        "Round-trip time or frame rate is below the probe's threshold. The usual "
         "cause is moving raw pixels over SLiRP TCP, which costs about 67 ms per 3.1 MB "
         "frame: about 15 FPS for 1080p NV12 and 6.8–8.7 FPS for BGRA. Main-profile H.264 "
         "also adds 1–4 frames of decoder latency.",
@@ -594,7 +597,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "The legacy FRAME_REQUEST path was removed from the host on 2026-02-10 (H4). The "
         "host now skips FRAME_REQUEST silently as an unknown message, so vsockenc connects "
         "and sends, and nothing ever comes back.",
-        "Use scanout mode (the HEAD default, HELIX_VIDEO_MODE=scanout), or run a host that "
+        "Use scanout mode (Helix's default on virtio-gpu, HELIX_VIDEO_MODE=scanout), or run a host that "
         "implements FRAME_REQUEST: an H2/H3 QEMU build, or the reference server "
         "(`helixdiag serve`).",
     ),

@@ -9,8 +9,10 @@ elements that exist here) real GStreamer runs them to EOS.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -32,9 +34,12 @@ from helixdiag.pipeline import (
     vsockenc_endpoint,
     vsockenc_properties,
 )
+from helixdiag.pipeline.rules import RULES as LINT_RULES
 from helixdiag.protocol import PixelFormat, frame_layout
 
 pytestmark = pytest.mark.timeout(60)
+
+REPO = Path(__file__).resolve().parent.parent
 
 if "lint" not in cli.commands:
     cli.add_command(cmd_lint.command)
@@ -246,6 +251,59 @@ def test_every_finding_names_the_offending_element(rule, failing, passing, kwarg
         assert isinstance(i, int) and p.nodes[i].text == f.evidence["element"]
         assert failing[f.evidence["position"] :].startswith(f.evidence["element"].split()[0])
         assert f.evidence["rule"]  # the section it comes from
+
+
+@pytest.mark.parametrize("rule,failing,passing,kwargs,count", FAILING)
+def test_every_finding_names_its_rule_and_a_source_users_can_open(rule, failing, passing, kwargs, count):
+    for f in lint(failing, **kwargs).findings:
+        r = LINT_RULES[f.evidence["rule"]]
+        assert r.failure_id == f.failure_id and f.evidence["rule_statement"] == r.statement
+        source = f.evidence["source"]
+        assert source == r.source
+        assert source.startswith("https://") or (REPO / source.split("#")[0]).is_file(), source
+
+
+def test_every_rule_is_exercised_and_reports_its_own_id():
+    seen = {f.evidence["rule"] for r in FAILING for f in lint(r[1], **r[3]).findings}
+    assert seen | {"vsockenc-installed"} == set(LINT_RULES)  # that one needs --check (below)
+    for name, r in LINT_RULES.items():
+        assert r.name == name and r.failure_id in CATALOG and r.statement and r.source
+
+
+# Caps that only pin what a fix removes: the fix must not leave the bare media type behind.
+BARE_AFTER_FIX = [
+    ("pipewiresrc path=47 ! video/x-raw,framerate=30/1 ! videoconvert ! video/x-raw,format=NV12 ! "
+     f"{QUEUE} ! {ENC} {GOOD_TAIL}", "video/x-raw !"),
+    (vs(tail="! h264parse ! video/x-h264,profile=main ! h264parse config-interval=-1 "
+             "! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=videosink sync=false"),
+     "video/x-h264 !"),
+    ("pipewiresrc ! video/x-raw,framerate=60/1 ! videoconvert ! x264enc ! fakesink", "video/x-raw !"),
+]
+
+
+@pytest.mark.parametrize("failing,bare", BARE_AFTER_FIX)
+def test_corrections_never_leave_an_empty_caps_filter(failing, bare):
+    result = lint(failing)
+    assert result.corrected is not None
+    assert f"! {bare}" not in result.corrected, result.corrected
+    assert not any(isinstance(n, Caps) and n.bare for n in parse(result.corrected).nodes), result.corrected
+    assert lint(result.corrected).findings == []
+
+
+def test_the_bytes_ratio_is_one_figure_wherever_it_is_printed():
+    expected = round(frame_layout(PixelFormat.BGRA8888, 1920, 1080).size
+                     / frame_layout(PixelFormat.NV12, 1920, 1080).size, 2)
+    (bw,) = lint(vs(head="pipewiresrc ! videoconvert ! video/x-raw,format=BGRx")).findings
+    printed = {
+        "lint message": bw.message,
+        "lint rule": LINT_RULES[bw.evidence["rule"]].statement,
+        "catalog remedy": CATALOG["gst-bgra-bandwidth"].remedy,
+        "explain page": (REPO / "docs" / "failures" / "gst-bgra-bandwidth.md").read_text(encoding="utf-8"),
+    }
+    for where, text in printed.items():
+        ratios = set(re.findall(r"(\d+\.\d+)×", text))
+        assert ratios == {f"{expected:.2f}"}, (where, ratios)
+    assert bw.evidence["ratio"] == expected
 
 
 def test_the_corrected_order_puts_conversion_before_the_queue():
@@ -564,7 +622,8 @@ def _gst_launch(args: list[str], cwd=None) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, check=False, cwd=cwd)
 
 
-@pytest.mark.parametrize("case", [r[1] for r in FAILING] + [fill(P23), fill(P24, fd=5)])
+@pytest.mark.parametrize("case", [r[1] for r in FAILING] + [fill(P23), fill(P24, fd=5)]
+                         + [b[0] for b in BARE_AFTER_FIX])
 def test_corrected_pipelines_run_to_eos_in_real_gstreamer(case):
     kwargs = next((r[3] for r in FAILING if r[1] == case), {})
     corrected = lint(case, **kwargs).corrected
@@ -627,10 +686,42 @@ def test_cli_failing_pipeline_prints_id_element_remedy_and_correction():
     assert result.exit_code == 1, result.output
     out = result.output
     assert "gst-pipeline-order" in out and "gst-bgra-bandwidth" in out
-    assert "element #1: video/x-raw,format=BGRx,framerate=30/1" in out
+    assert "element #1 caps, character 60: video/x-raw,format=BGRx,framerate=30/1" in out
     assert CATALOG["gst-bgra-bandwidth"].remedy.split(":")[0] in out
     assert "corrected pipeline:" in out
     assert P21_CONCRETE in out.splitlines()  # one line, unwrapped, ready to copy
+
+
+def test_cli_each_finding_shows_element_id_message_remedy_and_the_rules_source():
+    text = fill(P23).replace("appsink name=videosink", "appsink name=sink0")
+    result = invoke(text)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    findings = lint(text).findings
+    assert len(findings) == 3
+    for f in findings:
+        head = next(i for i, line in enumerate(lines) if f.failure_id in line and f.message[:40] in line)
+        block = "\n".join(lines[head:head + 12])
+        ev = f.evidence
+        what = ev.get("factory", "caps")
+        assert f"element #{ev['element_index']} {what}, character {ev['position'] + 1}: {ev['element']}" in block
+        assert text[ev["position"]:].startswith(ev["element"])
+        assert f"rule: {LINT_RULES[ev['rule']].statement} (source: docs/failures/{f.failure_id}.md)" in block
+        assert "remedy: " + f.remedy.split()[0] in block
+        assert f"more: helixdiag explain {f.failure_id}" in block
+    named = invoke(vs(tail="! h264parse ! video/x-h264,profile=main ! appsink name=sink0"))
+    assert "element #6 caps" in named.output
+    assert "rule: no profile=" in named.output
+    by_name = invoke("pipewiresrc ! videoconvert ! video/x-raw,format=NV12 ! queue max-size-buffers=1 "
+                     "leaky=downstream ! vsockenc name=enc0 tcp-host=localhost ! fakesink")
+    assert "element #4 vsockenc 'enc0', character " in by_name.output
+
+
+def test_cli_command_line_findings_give_no_character_offset():
+    result = invoke("gst-launch-1.0 -e pipewiresrc ! video/x-raw,format=BGRx ! queue max-size-buffers=1 "
+                    "leaky=downstream ! vsockenc tcp-host=10.0.2.2 ! fakesink")
+    assert "element #1 caps: video/x-raw,format=BGRx" in result.output
+    assert "character" not in result.output.split("corrected pipeline:")[0].replace("character 1", "")
 
 
 def test_cli_warnings_only_exit_0():

@@ -44,8 +44,10 @@ def command(app, pipeline: str, host: str | None, port: int | None, check: bool,
 
     PIPELINE is a gst-launch pipeline (quote it for the shell) or '-' to read it from stdin;
     a pasted `gst-launch-1.0 …` command line is accepted too. Every finding names its failure
-    id, the offending element (#index, counting elements and caps filters from 0) and the
-    remedy; a corrected pipeline is printed when the fix is mechanical.
+    id, the offending element (#index, counting elements and caps filters from 0, and the
+    character where it starts), the rule it breaks with the rule's source (a page under
+    docs/failures/) and the remedy; a corrected pipeline is printed when the fix is
+    mechanical.
 
     Exit codes: 0 no failure (warnings allowed), 1 a failure, 2 a syntax error.
 
@@ -74,12 +76,31 @@ def command(app, pipeline: str, host: str | None, port: int | None, check: bool,
         raise click.exceptions.Exit(EXIT_FAILURE)
 
 
+def where(evidence: dict, *, command_line: bool = False, indent: str = "  ") -> str | None:
+    """The element a finding points at and the rule it breaks, with where that rule comes from:
+
+        element #1 caps, character 56: video/x-raw,format=BGRx,framerate=30/1
+          rule: no fixed framerate in the caps of … (source: docs/failures/gst-pipeline-order.md)
+    """
+    if "element" not in evidence:
+        return None
+    what = evidence.get("factory") or "caps"
+    if evidence.get("element_name"):
+        what += f" {evidence['element_name']!r}"
+    position = evidence.get("position", -1)
+    at = f", character {position + 1}" if position >= 0 and not command_line else ""
+    lines = [f"element #{evidence.get('element_index')} {what}{at}: {evidence['element']}"]
+    if evidence.get("source"):
+        lines.append(f"{indent}rule: {evidence.get('rule_statement') or evidence.get('rule')} "
+                     f"(source: {evidence['source']})")
+    return "\n".join(lines)
+
+
 def render(app, result: LintResult) -> None:
     term = app.terminal
     for finding in result.findings:
         ev = finding.evidence
-        where = f"element #{ev.get('element_index')}: {ev['element']}" if "element" in ev else None
-        term.finding(finding, where=where)
+        term.finding(finding, where=where(ev, command_line=result.command_line))
         term.detail(f"  [muted]evidence: {escape(json.dumps(ev, default=str))}[/muted]", soft_wrap=True)
     for note in result.notes:
         term.print(f"[muted]note:[/muted] {escape(note)}")

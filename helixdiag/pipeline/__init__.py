@@ -1,4 +1,4 @@
-"""Parse and lint gst-launch pipeline strings against the rules of shared/PIPELINES.md.
+"""Parse and lint gst-launch pipeline strings against the rules Helix's pipelines must follow.
 
 `parse()` reads gst-launch syntax, following GStreamer's own lexer (gst/parse/parse.l) for
 what these pipelines use: elements with `prop=value` (values may be quoted or escaped),
@@ -6,10 +6,9 @@ caps filters in links (`! video/x-raw(memory:DMABuf),format=(string)NV12 !`), `n
 and references (`t. ! queue`), several chains, and a pasted `gst-launch-1.0 …` command
 line. Anything malformed raises `PipelineSyntaxError` (a `UsageError`: exit 2, one line).
 
-`lint()` checks the pipeline against the element-order and configuration rules that
-PIPELINES.md §4/§5 and FAILURES.md #3–#8 and #21 record, returns the findings (every one
-with a catalog id and the offending element) and a corrected pipeline where the fix is
-mechanical. `vsockenc_properties()` / `vsockenc_endpoint()` let other probes reuse the
+`lint()` checks the pipeline against the element-order and configuration rules of
+`rules.RULES`, returns the findings (every one with a catalog id, the offending element,
+the rule and the rule's source) and a corrected pipeline where the fix is mechanical. `vsockenc_properties()` / `vsockenc_endpoint()` let other probes reuse the
 parse.
 
 The package: `syntax` (the model, lexer and parser), `vsockenc_config` (vsockenc's
@@ -69,6 +68,7 @@ class LintResult:
     notes: list[str] = field(default_factory=list)  # informational, never a failure
     corrected: str | None = None  # the pipeline with the mechanical fixes, if any applied
     vsockenc: dict[str, Any] | None = None  # vsockenc_properties(), None without vsockenc
+    command_line: bool = False  # a pasted gst-launch-1.0 command: positions count in its pipeline
 
     @property
     def status(self) -> str:
@@ -88,6 +88,7 @@ class LintResult:
             "notes": list(self.notes),
             "corrected": self.corrected,
             "vsockenc": self.vsockenc,
+            "command_line": self.command_line,
         }
 
 
@@ -160,6 +161,7 @@ def lint(
         notes=[i.note for i in issues if i.note is not None],
         corrected=_correct(p, issues, host, port),
         vsockenc=vsockenc_properties(p) or None,
+        command_line=p.command_line,
     )
     if p.command_line:
         result.notes.insert(0, "read as a gst-launch-1.0 command line: the pipeline in its arguments was linted")

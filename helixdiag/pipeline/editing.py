@@ -1,9 +1,10 @@
 """The pipeline editor the mechanical fixes use (`_Editor`).
 
 A lint rule's fix edits a copy of the pipeline's chains: replace, remove or insert elements
-between two others. Caps filters left next to each other by a fix are merged into one, and
-a fix that does not apply to the pipeline's shape (e.g. an element referenced by name)
-raises `_FixUnavailable` so that it is skipped.
+between two others. Caps filters left next to each other by a fix are merged into one, a
+caps filter a fix strips down to its bare media type (`video/x-raw` once `framerate=` is
+gone) is dropped rather than left empty, and a fix that does not apply to the pipeline's
+shape (e.g. an element referenced by name) raises `_FixUnavailable` so that it is skipped.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class _Editor:
         raise _FixUnavailable
 
     def replace(self, node: Vertex, new: Vertex) -> None:
+        """Put `new` in place of `node`; caps left with nothing but a media type are dropped
+        instead (next to a converter or parser they constrain nothing the link does not)."""
+        if isinstance(new, Caps) and new.bare:
+            self.remove(node)
+            return
         node = self._current(node)
         chain, k = self._locate(node)
         chain[k] = new

@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from helixdiag.findings import Finding
-from helixdiag.pipeline.rules import _evidence
+from helixdiag.pipeline.rules import RULES, _evidence
 from helixdiag.pipeline.syntax import Pipeline, _as_pipeline
 
 # ── --check: ask the local GStreamer ──────────────────────────────────────────────────
@@ -75,10 +75,11 @@ def check_elements(
             seen[el.factory] = (installed, _inspect_properties(proc.stdout) if installed else None)
             if not installed:
                 if el.factory == "vsockenc":
+                    rule = RULES["vsockenc-installed"]
                     findings.append(Finding(
-                        "vsockenc-missing",
+                        rule.failure_id,
                         f"`{inspect} vsockenc` finds no such element here, so this pipeline cannot start",
-                        _evidence(el, "FAILURES.md #7 plugins-missing-in-image", inspect_exit=proc.returncode,
+                        _evidence(el, rule, inspect_exit=proc.returncode,
                                   inspect_output=(proc.stderr or proc.stdout).strip()[-300:]),
                     ))
                 else:

@@ -1,11 +1,13 @@
-"""The lint rules: what PIPELINES.md §4/§5 and FAILURES.md #3–#8 and #21 say about a pipeline.
+"""The lint rules: what a Helix capture pipeline must (not) look like.
 
-`_Linter` walks the capture paths of a parsed pipeline (what feeds each vsockenc, and each
-PipeWire source's chain) and records an `_Issue` per broken rule: a `Finding` with a catalog
-id and the offending element, or an informational note, and where the fix is mechanical a
-`Fix` that edits the pipeline through `_Editor`. `_analyse()` runs every rule. The
-constants the rules check against (host defaults, vsockenc's sink formats, PipeWire sources,
-converters) are here too.
+`RULES` is the table of rules: each has a name, the failure id it reports, a one-line
+statement, and its source (the project page that explains it, or a public reference), so
+every finding can say where its rule comes from. `_Linter` walks the capture paths of a
+parsed pipeline (what feeds each vsockenc, and each PipeWire source's chain) and records an
+`_Issue` per broken rule: a `Finding` with the rule, its id and the offending element, or
+an informational note, and where the fix is mechanical a `Fix` that edits the pipeline
+through `_Editor`. `_analyse()` runs every rule. The constants the rules check against
+(host defaults, vsockenc's sink formats, PipeWire sources, converters) are here too.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from helixdiag.findings import Finding
 from helixdiag.pipeline.editing import _Editor, _FixUnavailable
 from helixdiag.pipeline.syntax import Caps, Element, Pipeline, Vertex
 from helixdiag.pipeline.vsockenc_config import DEFAULT_TCP_PORT, VSOCKENC_DEFAULTS, _props_of
-from helixdiag.protocol import PixelFormat, frame_layout
+from helixdiag.pixelcost import REFERENCE_SIZE, frame_cost, grouped
+from helixdiag.protocol import PixelFormat
 
 DEFAULT_HOST = "10.0.2.2"  # PIPELINES.md §2: defaultQEMUHost
-DEFAULT_SIZE = (1920, 1080)  # PIPELINES.md §2.1: HEAD sends native 1080p
+DEFAULT_SIZE = REFERENCE_SIZE  # PIPELINES.md §2.1: HEAD sends native 1080p
 
 # Inherited from GstObject / GstVideoEncoder: valid on vsockenc, not its own.
 _VSOCKENC_INHERITED = {"name", "parent", "qos", "min-force-key-unit-interval"}
@@ -45,6 +48,62 @@ _AFTER_QUEUE_HOLDERS = frozenset({"videoconvert", "videoscale", "videoconvertsca
 Fix = Callable[["_Editor"], None]
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One lint rule: the failure id it reports, what it says, and where that is explained
+    (a page of this project, relative to the repository, or a public URL)."""
+
+    name: str
+    failure_id: str
+    statement: str
+    source: str
+
+
+def _page(failure_id: str) -> str:
+    return f"docs/failures/{failure_id}.md"
+
+
+RULES: dict[str, Rule] = {r.name: r for r in (
+    Rule("no-always-copy", "pipewire-static-stall",
+         "no always-copy=true on a PipeWire source that feeds vsockenc (virtio-gpu stops producing)",
+         _page("pipewire-static-stall")),
+    Rule("no-dmabuf-passthrough", "pipewire-shm-buffers",
+         "no forced DMA-BUF passthrough: ScreenCast on virtio-gpu offers only shared memory",
+         _page("pipewire-shm-buffers")),
+    Rule("no-videorate", "gst-pipeline-order",
+         "no videorate in vsockenc's input branch or in the PipeWire capture chain",
+         _page("gst-pipeline-order")),
+    Rule("no-fixed-framerate", "gst-pipeline-order",
+         "no fixed framerate in the caps of the PipeWire capture chain (pipewiresrc is variable-rate)",
+         _page("gst-pipeline-order")),
+    Rule("convert-before-queue", "gst-pipeline-order",
+         "videoconvert/videoscale come before the one-buffer leaky queue, never between it and the encoder",
+         _page("gst-pipeline-order")),
+    Rule("convert-after-source", "gst-pipeline-order",
+         "a videoconvert follows the PipeWire source, so only a converted copy waits for the encoder",
+         _page("gst-pipeline-order")),
+    Rule("nv12-into-vsockenc", "gst-bgra-bandwidth",
+         "vsockenc is fed NV12, pinned in caps after a videoconvert (4-byte formats send "
+         f"{frame_cost(PixelFormat.BGRA8888, *REFERENCE_SIZE).ratio_text} the bytes)",
+         _page("gst-bgra-bandwidth")),
+    Rule("no-profile-caps", "gst-profile-caps",
+         "no profile= in the H.264 caps after vsockenc: the host's encoder chooses the profile",
+         _page("gst-profile-caps")),
+    Rule("tcp-transport", "vsockenc-connect-failed",
+         "vsockenc sets tcp-host (or socket-path); without either it tries AF_VSOCK, which never connects on macOS",
+         _page("vsockenc-connect-failed")),
+    Rule("tcp-host-ipv4", "vsockenc-connect-failed",
+         "vsockenc's tcp-host is a numeric IPv4 address (it is parsed with inet_pton, never resolved)",
+         _page("vsockenc-connect-failed")),
+    Rule("dial-the-host", "port-mismatch",
+         "vsockenc dials the host and port given with --host/--port (compared only when given)",
+         _page("port-mismatch")),
+    Rule("vsockenc-installed", "vsockenc-missing",
+         "the local GStreamer has the vsockenc element (gst-inspect-1.0 vsockenc)",
+         _page("vsockenc-missing")),
+)}
+
+
 @dataclass
 class _Issue:
     finding: Finding | None = None
@@ -52,8 +111,15 @@ class _Issue:
     fix: Fix | None = None
 
 
-def _evidence(node: Vertex, rule: str, **extra: Any) -> dict[str, Any]:
-    return {"element_index": node.index, "element": node.text, "position": node.position, "rule": rule, **extra}
+def _evidence(node: Vertex, rule: Rule, **extra: Any) -> dict[str, Any]:
+    """Where a finding points: the element (index, factory and name, text, character offset
+    in the pipeline) and the rule it breaks, with the rule's source."""
+    ev: dict[str, Any] = {"element_index": node.index, "element": node.text, "position": node.position}
+    if isinstance(node, Element):
+        ev["factory"] = node.factory
+        if node.name:
+            ev["element_name"] = node.name
+    return {**ev, "rule": rule.name, "rule_statement": rule.statement, "source": rule.source, **extra}
 
 
 def _is_encoder(el: Vertex) -> bool:
@@ -132,13 +198,16 @@ class _Linter:
         self.issues: list[_Issue] = []
         self.vsockencs = p.find("vsockenc")
 
-    def fail(self, failure_id: str, message: str, evidence: dict[str, Any], fix: Fix | None = None) -> None:
+    def fail(self, rule: str, message: str, node: Vertex, extra: dict[str, Any] | None = None,
+             fix: Fix | None = None) -> None:
+        """Record that `node` breaks RULES[rule]."""
+        r = RULES[rule]
         for issue in self.issues:  # two branches sharing a node report it once
             f = issue.finding
             if f and (f.failure_id, f.message, f.evidence.get("element_index")) == (
-                    failure_id, message, evidence.get("element_index")):
+                    r.failure_id, message, node.index):
                 return
-        self.issues.append(_Issue(Finding(failure_id, message, evidence), None, fix))
+        self.issues.append(_Issue(Finding(r.failure_id, message, _evidence(node, r, **(extra or {}))), None, fix))
 
     def note(self, message: str) -> None:
         if all(i.note != message for i in self.issues):
@@ -191,11 +260,10 @@ class _Linter:
                 ed.replace(src, src.without_prop("always-copy"))
 
             self.fail(
-                "pipewire-static-stall",
+                "no-always-copy",
                 f"{src.label()} has always-copy=true, which stops PipeWire after the first render on "
                 "virtio-gpu (the platform of the vsockenc path)",
-                _evidence(src, "PIPELINES.md §5 rule 5; FAILURES.md #3 always-copy-stops-pipewire"),
-                fix,
+                src, fix=fix,
             )
 
     # PIPELINES.md §4 `94ac4493b`/`1e62082fd` and §2.4, FAILURES.md #1
@@ -206,8 +274,9 @@ class _Linter:
         if not (isinstance(src, Element) and src.factory == "pipewirezerocopysrc"):
             return
         if (src.prop("buffer-type") or "").strip() != "dmabuf-passthrough":
-            self.note(f"{src.label()} feeds vsockenc: on virtio-gpu Mutter offers no DMA-BUF, and HEAD "
-                      "uses `pipewiresrc … ! videoconvert ! video/x-raw,format=NV12` (PIPELINES.md §4)")
+            self.note(f"{src.label()} feeds vsockenc: on virtio-gpu Mutter offers no DMA-BUF, and the Helix "
+                      "pipeline uses `pipewiresrc … ! videoconvert ! video/x-raw,format=NV12` (see "
+                      "`helixdiag explain pipewire-shm-buffers`)")
             return
 
         def fix(ed: _Editor, src: Element = src) -> None:
@@ -216,13 +285,11 @@ class _Linter:
             ed.replace(src, Element.create("pipewiresrc", {k: v for k, v in props.items() if v is not None}))
 
         self.fail(
-            "pipewire-shm-buffers",
+            "no-dmabuf-passthrough",
             f"{src.label()} forces DMA-BUF passthrough, but ScreenCast on virtio-gpu (Mutter, UTM) offers "
             "only shared-memory buffers: negotiation fails with \"no more input formats\"; use pipewiresrc "
             "and the NV12 pixel path",
-            _evidence(src, "PIPELINES.md §4 94ac4493b/1e62082fd and §2.4; FAILURES.md #1 screencast-shm-not-dmabuf",
-                      buffer_type="dmabuf-passthrough"),
-            fix,
+            src, {"buffer_type": "dmabuf-passthrough"}, fix,
         )
 
     # FAILURES.md #5 videorate-breaks-negotiation (`ef7639054`/`7bd31c1c1`/`81547decc`),
@@ -239,11 +306,10 @@ class _Linter:
 
             where = "vsockenc's input branch" if path.vsock else "the PipeWire capture chain"
             self.fail(
-                "gst-pipeline-order",
+                "no-videorate",
                 f"{n.label()} in {where}: a fixed output rate fights pipewiresrc's variable (0/1) "
                 "frame rate and breaks negotiation (output dropped to 1 frame when it was tried)",
-                _evidence(n, "FAILURES.md #5 videorate-breaks-negotiation; PIPELINES.md §5 rule 6"),
-                fix,
+                n, fix=fix,
             )
 
     # PIPELINES.md §5 rule 6 and the §2.3/§2.4 notes: no fixed `framerate` capsfilter on
@@ -262,12 +328,10 @@ class _Linter:
                 ed.replace(n, n.map(lambda st: st.without_field("framerate")))
 
             self.fail(
-                "gst-pipeline-order",
+                "no-fixed-framerate",
                 f"{n.label()} pins framerate={rates[0]} on the PipeWire capture chain: a fixed "
                 "frame rate breaks pipewiresrc's variable-rate negotiation on virtio-gpu",
-                _evidence(n, "PIPELINES.md §5 rule 6 and §2.3; FAILURES.md #5", framerate=rates[0],
-                          source=path.nodes[0].text),
-                fix,
+                n, {"framerate": rates[0], "capture_source": path.nodes[0].text}, fix,
             )
 
     # FAILURES.md #4 leaky-queue-before-convert-stall (`d6ff0e538`), PIPELINES.md §5 rules
@@ -297,13 +361,11 @@ class _Linter:
 
         for n in offenders:
             self.fail(
-                "gst-pipeline-order",
+                "convert-before-queue",
                 f"{n.label()} comes after the leaky {queue.label()}: the PipeWire buffers stay "
                 f"referenced across {path.target.factory}'s blocking round trip and capture stalls after "
                 "about 2 frames; convert before the queue",
-                _evidence(n, "FAILURES.md #4 leaky-queue-before-convert-stall; PIPELINES.md §5 rules 1 and 4",
-                          queue_index=queue.index, queue=queue.text),
-                fix,
+                n, {"queue_index": queue.index, "queue": queue.text}, fix,
             )
 
     # PIPELINES.md §5 rule 1, the §2.3 note ("no videoconvert before the queue") and history
@@ -320,8 +382,7 @@ class _Linter:
         src = path.nodes[0]
         if any(isinstance(n, Caps) and any(s.dmabuf for s in n.structures) for n in path.nodes):
             self.note(f"{src.label()} feeds DMA-BUF caps straight on (the zero-copy attempt): Mutter on "
-                      "virtio-gpu offers no DMA-BUF (PIPELINES.md §2.4, `94ac4493b`), see "
-                      "`helixdiag explain pipewire-shm-buffers`")
+                      "virtio-gpu offers no DMA-BUF, see `helixdiag explain pipewire-shm-buffers`")
             return
         holder = leaky[0] if leaky else path.target
         first = path.nodes[1] if len(path.nodes) > 1 else path.target
@@ -333,14 +394,12 @@ class _Linter:
 
         assert holder is not None
         self.fail(
-            "gst-pipeline-order",
+            "convert-after-source",
             f"no videoconvert between {src.label()} and {holder.label()}: the raw PipeWire buffers are "
             f"held {'in the queue and ' if leaky else ''}across the encoder's blocking round trip "
             "(capture stalls) and go out as BGRx; put `videoconvert ! video/x-raw,format=NV12` right "
             "after the source",
-            _evidence(src, "PIPELINES.md §5 rule 1 and §2.3; history 4b1da106f/a7eadb6fc; FAILURES.md #4",
-                      held_by=holder.text, held_by_index=holder.index),
-            fix,
+            src, {"held_by": holder.text, "held_by_index": holder.index}, fix,
         )
 
     # PIPELINES.md §5 rule 3 and FAILURES.md #8 pixel-bandwidth-slirp: feed vsockenc NV12;
@@ -364,8 +423,8 @@ class _Linter:
             s = next(s for s in pinned.structures if s.formats())
             formats = s.formats()
             if s.dmabuf:
-                self.note(f"{pinned.label()} asks for DMA-BUF memory; Mutter on virtio-gpu offers none "
-                          "(PIPELINES.md §2.4): expect 'no more input formats' there")
+                self.note(f"{pinned.label()} asks for DMA-BUF memory; Mutter on virtio-gpu offers none: "
+                          "expect 'no more input formats' there")
                 return
             if "NV12" in formats:
                 if formats[0] != "NV12":
@@ -387,11 +446,9 @@ class _Linter:
                 ed.replace(pinned, pinned.map(lambda st: st.with_field("format", "NV12") if st.formats() else st))
 
             self.fail(
-                "gst-bgra-bandwidth",
+                "nv12-into-vsockenc",
                 f"{pinned.label()} feeds vsockenc {fmt}: {self._cost(fmt, size, size_from)}",
-                _evidence(pinned, "PIPELINES.md §5 rule 3; FAILURES.md #8 pixel-bandwidth-slirp",
-                          format=fmt, **self._bytes(fmt, size, size_from)),
-                fix,
+                pinned, {"format": fmt, **self._bytes(fmt, size, size_from)}, fix,
             )
             return
 
@@ -412,12 +469,10 @@ class _Linter:
 
         what = f"after {converter.label()}" if converter else "anywhere before it"
         self.fail(
-            "gst-bgra-bandwidth",
+            "nv12-into-vsockenc",
             f"{v.label()}'s input format is not pinned ({what}): vsockenc lists BGRx first and PipeWire "
             f"on virtio-gpu delivers BGRx, so expect {self._cost('BGRx', size, size_from)}",
-            _evidence(v, "PIPELINES.md §5 rule 3, §2.4 and history 4b1da106f; FAILURES.md #8",
-                      format=None, assumed_format="BGRx", **self._bytes("BGRx", size, size_from)),
-            fix_unpinned,
+            v, {"format": None, "assumed_format": "BGRx", **self._bytes("BGRx", size, size_from)}, fix_unpinned,
         )
 
     def _size(self, path: _Path) -> tuple[tuple[int, int], str]:
@@ -435,21 +490,17 @@ class _Linter:
 
     @staticmethod
     def _bytes(fmt: str, size: tuple[int, int], size_from: str) -> dict[str, Any]:
-        """Bytes per frame from protocol.frame_layout, in `fmt` and in NV12 for comparison."""
-        w, h = size
-        rgb = frame_layout(_RGB_FORMATS[fmt], w, h).size
-        nv12 = frame_layout(PixelFormat.NV12, w, h).size
-        return {"size": f"{w}x{h}", "size_from": size_from, "bytes_per_frame": rgb,
-                "nv12_bytes_per_frame": nv12, "ratio": round(rgb / nv12, 2)}
+        """Bytes per frame (pixelcost, from protocol.frame_layout), in `fmt` and in NV12."""
+        cost = frame_cost(_RGB_FORMATS[fmt], *size)
+        return {"size": f"{cost.width}x{cost.height}", "size_from": size_from,
+                "bytes_per_frame": cost.bytes_per_frame, "nv12_bytes_per_frame": cost.nv12_bytes_per_frame,
+                "ratio": cost.ratio}
 
-    def _cost(self, fmt: str, size: tuple[int, int], size_from: str) -> str:
-        b = self._bytes(fmt, size, size_from)
-
-        def num(n: int) -> str:
-            return f"{n:,}".replace(",", " ")
-
-        return (f"{num(b['bytes_per_frame'])} bytes per {b['size']} frame ({size_from}) vs "
-                f"{num(b['nv12_bytes_per_frame'])} in NV12 ({b['ratio']}×) over SLiRP TCP, which "
+    @staticmethod
+    def _cost(fmt: str, size: tuple[int, int], size_from: str) -> str:
+        cost = frame_cost(_RGB_FORMATS[fmt], *size)
+        return (f"{grouped(cost.bytes_per_frame)} bytes per {cost.width}x{cost.height} frame ({size_from}) vs "
+                f"{grouped(cost.nv12_bytes_per_frame)} in NV12 ({cost.ratio_text}) over SLiRP TCP, which "
                 "costs about 67 ms per 3.1 MB")
 
     # FAILURES.md #6 profile-caps-mismatch (`19df4be73`), PIPELINES.md §5 rule 7: no
@@ -466,11 +517,10 @@ class _Linter:
                 ed.replace(n, n.map(lambda st: st.without_field("profile") if st.media_type == "video/x-h264" else st))
 
             self.fail(
-                "gst-profile-caps",
+                "no-profile-caps",
                 f"{n.label()} pins profile={pinned[0]} after {v.label()}: when the host's VideoToolbox "
                 "produces another profile (Main on H0/H1 hosts) nothing reaches the sink",
-                _evidence(n, "FAILURES.md #6 profile-caps-mismatch; PIPELINES.md §5 rule 7", profile=pinned[0]),
-                fix,
+                n, {"profile": pinned[0]}, fix,
             )
 
     # PIPELINES.md §3 (socket-path > tcp-host > AF_VSOCK; tcp-host must be an IPv4 literal),
@@ -483,7 +533,6 @@ class _Linter:
         tcp_host = props.get("tcp-host")
         tcp_port = props.get("tcp-port")
         explicit_port = v.has("tcp-port")
-        rule21 = "FAILURES.md #21 port-mismatch; SPEC.md §3 (compared only when given)"
 
         def dial(ed: _Editor, new_host: str | None = None, drop_socket: bool = False) -> None:
             el = v.without_prop("socket-path") if drop_socket else v
@@ -500,47 +549,44 @@ class _Linter:
                 return
             want = f"{host or tcp_host or DEFAULT_HOST}:{port or tcp_port}"
             self.fail(
-                "port-mismatch",
+                "dial-the-host",
                 f"{v.label()} connects to the Unix socket {socket_path} (socket-path wins over "
                 f"tcp-host), so it never dials {want}",
-                _evidence(v, rule21, socket_path=socket_path, expected=want),
+                v, {"socket_path": socket_path, "expected": want},
                 lambda ed: dial(ed, host or tcp_host or DEFAULT_HOST, drop_socket=True),
             )
             return
         if not tcp_host:
             new_host = host or DEFAULT_HOST
             self.fail(
-                "vsockenc-connect-failed",
+                "tcp-transport",
                 f"{v.label()} sets neither tcp-host nor socket-path, so it falls back to AF_VSOCK "
                 f"CID {props.get('cid')} port {props.get('port')}, which never worked on macOS; set "
                 f"tcp-host={new_host}",
-                _evidence(v, "PIPELINES.md §3 and history 90f34f609; FAILURES.md #22 vsock-unavailable",
-                          transport="vsock", cid=props.get("cid"), vsock_port=props.get("port")),
+                v, {"transport": "vsock", "cid": props.get("cid"), "vsock_port": props.get("port")},
                 lambda ed: dial(ed, new_host),
             )
         elif _ipv4(str(tcp_host)) is None:
             new_host = host or ("127.0.0.1" if str(tcp_host).strip().lower() == "localhost" else DEFAULT_HOST)
             self.fail(
-                "vsockenc-connect-failed",
+                "tcp-host-ipv4",
                 f"{v.label()} has tcp-host={tcp_host}, but vsockenc accepts only an IPv4 literal "
                 "(inet_pton), so it cannot connect (inside the guest the host is 10.0.2.2)",
-                _evidence(v, "PIPELINES.md §3 (tcp-host: IPv4 literal)", tcp_host=tcp_host),
-                lambda ed: dial(ed, new_host),
+                v, {"tcp_host": tcp_host}, lambda ed: dial(ed, new_host),
             )
         elif host is not None and _ipv4(str(tcp_host)) != _ipv4(host):
             self.fail(
-                "port-mismatch",
+                "dial-the-host",
                 f"{v.label()} dials {tcp_host} (tcp-host) but the host is expected at {host}",
-                _evidence(v, rule21, tcp_host=tcp_host, expected_host=host),
-                lambda ed: dial(ed, host),
+                v, {"tcp_host": tcp_host, "expected_host": host}, lambda ed: dial(ed, host),
             )
         if port is not None:
             if tcp_port != port:
                 where = f"tcp-port={tcp_port}" if explicit_port else f"tcp-port not set: element default {DEFAULT_TCP_PORT}"
                 self.fail(
-                    "port-mismatch",
+                    "dial-the-host",
                     f"{v.label()} dials port {tcp_port} ({where}) but the host listens on {port}",
-                    _evidence(v, rule21, tcp_port=tcp_port, tcp_port_explicit=explicit_port, expected_port=port),
+                    v, {"tcp_port": tcp_port, "tcp_port_explicit": explicit_port, "expected_port": port},
                     lambda ed: dial(ed),
                 )
         elif not isinstance(tcp_port, int):
@@ -553,8 +599,8 @@ class _Linter:
     def advice(self, path: _Path) -> None:
         if path.vsock:
             assert path.target is not None
-            rule4 = ("PIPELINES.md §5 rule 4: `queue max-size-buffers=1 leaky=downstream` directly in front "
-                     "of vsockenc, so capture never waits for the encoder round trip")
+            rule4 = ("put `queue max-size-buffers=1 leaky=downstream` directly in front of vsockenc, so "
+                     "capture never waits for the encoder round trip")
             elements = [n for n in path.nodes if isinstance(n, Element)]
             leaky = [i for i, n in enumerate(elements) if _leaky(n)]
             prev = elements[-1] if elements else None
@@ -576,7 +622,7 @@ class _Linter:
         scale = next((i for i, n in enumerate(path.nodes) if isinstance(n, Element) and n.factory == "videoscale"), None)
         if convert is not None and scale is not None and convert < scale:
             self.note(f"{path.nodes[convert].label()} converts before {path.nodes[scale].label()} scales: scale "
-                      "first (PIPELINES.md §5 rule 2, `379a7819a`: 4× less conversion work)")
+                      "first, so the conversion works on the smaller picture")
 
     def vsockenc_notes(self, v: Element) -> None:
         known = set(VSOCKENC_DEFAULTS) | _VSOCKENC_INHERITED
@@ -586,7 +632,7 @@ class _Linter:
                       f"(known: {', '.join(VSOCKENC_DEFAULTS)}); gst-launch will refuse the pipeline")
         if v.has("bitrate"):
             self.note(f"{v.label()} bitrate={v.prop('bitrate')} is stored but never sent to the host (no "
-                      "CONFIG_REQ), and it is documented as bit/s while Helix passes kbit/s (PIPELINES.md §3)")
+                      "CONFIG_REQ), and it is documented as bit/s while Helix passes kbit/s")
         down = self.p.downstream(v)
         if not down:
             self.note(f"{v.label()}'s output is not linked to anything")
@@ -595,11 +641,11 @@ class _Linter:
         if not any(isinstance(n, Element) and n.factory == "h264parse" and (n.prop("config-interval") or "").strip() == "-1"
                    for n in down):
             self.note(f"no `h264parse config-interval=-1` after {v.label()}: SPS/PPS will not precede every "
-                      "keyframe (PIPELINES.md §5 rule 8)")
+                      "keyframe")
         caps = [n for n in down if isinstance(n, Caps)]
         if not caps or caps[-1].structures[0].get("alignment") != "au":
             self.note(f"the last caps after {v.label()} do not ask for alignment=au, so the sink may get "
-                      "partial access units (PIPELINES.md §5 rule 8)")
+                      "partial access units")
 
     def single_quotes(self) -> None:
         for el in self.p.elements:

@@ -380,6 +380,11 @@ class Caps:
     def media_type(self) -> str:
         return self.structures[0].media_type
 
+    @property
+    def bare(self) -> bool:
+        """Only media types (`video/x-raw`): no field and no feature constrains anything."""
+        return all(not s.fields and not s.features for s in self.structures)
+
     def map(self, fn: Callable[[Structure], Structure]) -> Caps:
         return Caps(tuple(fn(s) for s in self.structures))
 
