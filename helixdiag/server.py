@@ -361,7 +361,7 @@ class ClientSession(threading.Thread):
         self.keyframe_next = True  # the first frame of a connection is always a keyframe
         self.subscription: Subscriber | None = None
         self.frames = 0
-        self.close_reason = "peer closed"
+        self.close_reason: str | None = None  # why it ended, when not the client's normal exit
 
     # ----------------------------------------------------------- plumbing
     def close(self) -> None:
@@ -387,7 +387,8 @@ class ClientSession(threading.Thread):
             self.sock.settimeout(self.POLL)
             self._read_loop()
         except OSError as exc:
-            self.close_reason = str(net.translate(exc, "connection"))
+            if not self.closed.is_set():  # not the aftermath of our own close()
+                self.close_reason = self._error_reason(exc)
         except Exception as exc:  # noqa: BLE001 - one client must never take the server down
             self.close_reason = f"internal error: {type(exc).__name__}: {exc}"
         finally:
@@ -398,7 +399,17 @@ class ClientSession(threading.Thread):
             _close_quietly(self.sock)
             self.closed.set()
             self.server._forget(self)
-            self.server.log(f"disconnect {self.peer}: {self.close_reason} ({self.frames} frames)")
+            reason = self.close_reason or (
+                "closed by serve (shutting down)" if self.server._stop.is_set() else "client disconnected")
+            self.server.log(f"disconnect {self.peer}: {reason} ({self.frames} frames)")
+
+    def _error_reason(self, exc: OSError) -> str | None:
+        err = net.translate(exc, "connection")
+        if err.kind != "reset":
+            return str(err)
+        # A client that exits with replies unread (a subscriber) resets the connection:
+        # between two messages that is a normal exit.
+        return "connection reset mid-message" if self.decoder.in_message else None
 
     def _read_loop(self) -> None:
         idle = 0.0
@@ -416,8 +427,8 @@ class ClientSession(threading.Thread):
                     return
                 continue
             if n == 0:
-                if self.decoder.in_message:
-                    self.close_reason = "peer closed mid-message"
+                if self.decoder.in_message and not self.closed.is_set():
+                    self.close_reason = "client closed mid-message"
                 return
             idle = 0.0
             self.server.stats.add(bytes_in=n)
@@ -649,7 +660,8 @@ class Subscriber(threading.Thread):
                     n = net.send_parts(self.session.sock, parts,
                                    time.monotonic() + self.session.config.idle_timeout)
             except (OSError, TimeoutError) as exc:
-                self.session.close_reason = f"push failed: {exc}"
+                if net.translate(exc, "push").kind not in ("reset", "closed"):  # else: the client left
+                    self.session.close_reason = f"push failed: {exc}"
                 self.session.close()
                 return
             self.sent += 1

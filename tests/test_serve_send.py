@@ -334,6 +334,77 @@ def test_cli_serve_and_send_with_json_and_third_party_decoders(tmp_path):
     assert len(re.findall(r"last-message = chain", gst_run.stdout)) == 30
 
 
+class Lines:
+    """A process's output lines as they arrive, read by a thread so every wait is bounded."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait(self, text: str, timeout: float = 15.0, count: int = 1) -> list[str]:
+        """The lines holding `text`, once there are `count` of them (fewer after timeout)."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.matching(text)) >= count, timeout)
+            return self.matching(text)
+
+    def matching(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+
+def test_cli_serve_logs_why_each_client_left():
+    proc, url = start_serve_cli("--tcp", "127.0.0.1:0", "--size", "320x240", "--fps", "30")
+    out = Lines(proc.stdout)
+    try:
+        # A vsockenc-like client and a subscriber that read what they wanted and leave.
+        assert run_cli("send", "--to", url, "--frames", "3", "--size", "320x240").returncode == 0
+        assert run_cli("send", "--to", url, "--mode", "scanout", "--duration", "1",
+                       "--size", "320x240").returncode == 0
+        # A subscriber that leaves with pushed frames unread: its kernel resets the connection.
+        with net.connect(net.parse_endpoint(url), 3.0) as sock:
+            sock.sendall(protocol.encode(protocol.Subscribe(1)))
+            assert isinstance(read_message(sock), protocol.SubscribeResponse)
+            time.sleep(0.3)  # frames arrive and stay unread
+        left = out.wait("disconnect ", count=3)
+        assert len(left) == 3, out.lines
+        assert "client disconnected (3 frames)" in left[0], left
+        assert all("client disconnected" in line for line in left), left
+        # A reset in the middle of a message is still called one.
+        sock = net.connect(net.parse_endpoint(url), 3.0)
+        sock.sendall(protocol.encode(protocol.Ping(1))[:5])
+        time.sleep(0.3)  # the server has read the half header
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+        left = out.wait("disconnect ", count=4)
+        assert len(left) == 4 and "connection reset mid-message" in left[3], left
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=15)
+    assert not out.matching("reset by peer") and not out.matching("peer closed"), out.lines
+
+
+def test_cli_serve_shutdown_says_it_closed_the_client():
+    proc, url = start_serve_cli("--tcp", "127.0.0.1:0", "--size", "320x240")
+    out = Lines(proc.stdout)
+    with net.connect(net.parse_endpoint(url), 3.0) as sock:
+        try:
+            sock.sendall(protocol.encode(protocol.Ping(7)))
+            assert read_message(sock) == protocol.Pong(7)
+        finally:
+            proc.send_signal(2)
+            proc.wait(timeout=15)
+    assert out.wait("stopped:"), out.lines
+    assert out.matching("closed by serve (shutting down) (0 frames)"), out.lines
+    assert out.matching("stopped: 1 client, 0 frames,"), out.lines
+    assert not out.matching("peer closed"), out.lines
+
+
 def test_cli_send_failure_exit_code_and_id():
     proc, url = start_serve_cli("--tcp", "127.0.0.1:0", "--fault", "no-sps")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -64,9 +65,11 @@ def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_
         fault=parse_fault(fault) if fault else None,
     )
 
+    status = StatusLine(term)
+
     def log(line: str) -> None:
         # Log lines quote peer bytes (bad magic, formats): never let them be rich markup.
-        term.print(f"[muted]{datetime.now():%H:%M:%S}[/muted] {escape(line)}", markup=True)
+        status.print(f"[muted]{datetime.now():%H:%M:%S}[/muted] {escape(line)}")
 
     server = FrameServer(config, log=log)
     endpoints = server.start()
@@ -81,17 +84,18 @@ def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     started = time.monotonic()
     try:
-        _wait(app, server, stopping, started, duration)
+        _wait(server, status, stopping, started, duration)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        status.close()
         server.stop()
         stats = server.stats.snapshot()
         term.print(
-            f"stopped: {stats['clients_total']} clients, {stats['frames_out']} frames, "
+            f"stopped: {_count(stats['clients_total'], 'client')}, {_count(stats['frames_out'], 'frame')}, "
             f"{stats['bytes_in'] / 1e6:.1f} MB in, {stats['bytes_out'] / 1e6:.1f} MB out, "
-            f"{stats['errors_sent']} errors, {stats['frames_dropped']} dropped"
+            f"{_count(stats['errors_sent'], 'error')}, {stats['frames_dropped']} dropped"
         )
         if stats_json:
             write_json(app, stats_json, {"endpoints": [str(e) for e in endpoints],
@@ -100,26 +104,72 @@ def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_
                                          **stats})
 
 
-def _wait(app, server: FrameServer, stopping: threading.Event, started: float, duration: float | None) -> None:
-    term = app.terminal
-    live = None
-    if term.is_tty and not term.quiet:
-        from rich.live import Live
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
-        live = Live(console=term.human, transient=True, refresh_per_second=2)
-        live.start()
-    try:
-        while not stopping.is_set():
-            if duration is not None and time.monotonic() - started >= duration:
-                return
-            stopping.wait(0.5)
-            if live is not None:
-                s = server.stats.snapshot()
-                live.update(
-                    f"[muted]clients {s['clients_now']} · frames {s['frames_out']} · "
-                    f"{server.stats.fps():.1f} fps · in {s['bytes_in'] / 1e6:.1f} MB · "
-                    f"out {s['bytes_out'] / 1e6:.1f} MB · Ctrl-C stops[/muted]"
-                )
-    finally:
-        if live is not None:
-            live.stop()
+
+class StatusLine:
+    """serve's live status line, drawn only while stdout is a terminal whose foreground job
+    is serve itself — not after `serve &` or `bg`, where it would overwrite the user's shell;
+    checked again at every redraw. Log lines are printed above it."""
+
+    ERASE = "\r\x1b[2K"  # to the start of the line, clear it
+
+    def __init__(self, term) -> None:
+        self.term = term
+        self._lock = threading.Lock()
+        self._text = ""
+        self._drawn = False
+
+    @property
+    def console(self):
+        return self.term.human
+
+    def _foreground(self) -> bool:
+        try:
+            return os.tcgetpgrp(self.console.file.fileno()) == os.getpgrp()
+        except (OSError, ValueError):  # not a terminal, or no file descriptor
+            return False
+
+    def update(self, text: str) -> None:
+        with self._lock:
+            self._text = text
+            self._erase()
+            self._draw()
+
+    def print(self, markup: str) -> None:
+        with self._lock:
+            self._erase()
+            self.term.print(markup, markup=True, soft_wrap=True)
+            self._draw()
+
+    def close(self) -> None:
+        with self._lock:
+            self._erase()
+            self._text = ""
+
+    def _draw(self) -> None:
+        self._drawn = bool(self._text) and self.term.is_tty and not self.term.quiet and self._foreground()
+        if self._drawn:
+            self.console.print(self._text, end="", no_wrap=True, overflow="ellipsis", crop=True)
+
+    def _erase(self) -> None:
+        # Only our own line: once in the background the cursor is the shell's.
+        if self._drawn and self._foreground():
+            self.console.file.write(self.ERASE)
+            self.console.file.flush()
+        self._drawn = False
+
+
+def _wait(server: FrameServer, status: StatusLine, stopping: threading.Event, started: float,
+          duration: float | None) -> None:
+    while not stopping.is_set():
+        if duration is not None and time.monotonic() - started >= duration:
+            return
+        stopping.wait(0.5)
+        s = server.stats.snapshot()
+        status.update(
+            f"[muted]{_count(s['clients_now'], 'client')} · {s['frames_out']} frames · "
+            f"{server.stats.fps():.1f} fps · in {s['bytes_in'] / 1e6:.1f} MB · "
+            f"out {s['bytes_out'] / 1e6:.1f} MB · Ctrl-C stops[/muted]"
+        )
