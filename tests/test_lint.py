@@ -299,6 +299,7 @@ def test_the_bytes_ratio_is_one_figure_wherever_it_is_printed():
         "lint rule": LINT_RULES[bw.evidence["rule"]].statement,
         "catalog remedy": CATALOG["gst-bgra-bandwidth"].remedy,
         "explain page": (REPO / "docs" / "failures" / "gst-bgra-bandwidth.md").read_text(encoding="utf-8"),
+        "protocol page": (REPO / "docs" / "protocol.md").read_text(encoding="utf-8"),
     }
     for where, text in printed.items():
         ratios = set(re.findall(r"(\d+\.\d+)×", text))
