@@ -1239,7 +1239,7 @@ NOTES: list[str] = [
     "over rounds; before/after alternate within each round.",
     "* **`run --all`, hung host.** Two probes talk to the hung host (`guest-tcp.ping` through "
     "socat's port, `stream.ping` on the socket) and the runner serialises talking probes "
-    "(some real hosts serve one client at a time, PROTOCOL.md §10.2), so when both run the "
+    "(H1/H2 hosts serve one client at a time, see docs/protocol.md), so when both run the "
     "wall time is about twice the reply timeout; it is within the goal only when one of them "
     "is blocked by an earlier failure.",
 ]
