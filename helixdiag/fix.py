@@ -10,6 +10,10 @@ What may be done automatically, and nothing more:
 Everything else (restart the VM, rebuild QEMU, fix dylib paths, reorder a pipeline) is a
 manual step printed with this machine's values. Each applied action re-runs the probes it
 affects.
+
+What helixdiag starts is remembered (pid, command line, start time) in
+$XDG_STATE_HOME/helixdiag/started.json; `fix --undo` stops those processes, each only while
+it is still the very process that was started.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from helixdiag import failures
 from helixdiag.config import RunConfig
 from helixdiag.probes.context import ProbeContext
@@ -37,6 +43,8 @@ from helixdiag.unixsock import PathState, classify
 SAFE = "safe"
 SERVICES = "changes running services"
 MANUAL = "manual"
+SOCKET_GONE = ("expected: the socket is gone until QEMU binds it again when the VM restarts — "
+               "not a regression")
 
 
 @dataclass
@@ -48,10 +56,16 @@ class Action:
     recheck: tuple[str, ...] = ()  # probe ids to run again afterwards
     execute: Callable[[], str] | None = None  # returns what it did; raises Refused
     opt_in: bool = False  # only with --stand-in
+    # Rechecked probes that are expected to fail right after it (not a regression), and why.
+    expected_fail: dict[str, str] = field(default_factory=dict)
 
     @property
     def automatic(self) -> bool:
         return self.execute is not None
+
+    def expected(self, probe_id: str, status: str) -> str | None:
+        """Why this status of a probe is the action's known consequence (None: it is not)."""
+        return self.expected_fail.get(probe_id) if status != "pass" else None
 
 
 class Refused(Exception):
@@ -74,29 +88,58 @@ def state_file() -> Path:
     return Path(base) / "helixdiag" / "started.json"
 
 
-def started_by_us() -> list[dict]:
+UNDO = "stop it with `helixdiag fix --undo`"
+
+
+def _load() -> list[dict]:
     try:
         entries = json.loads(state_file().read_text())
     except (OSError, ValueError):
         return []
-    return [e for e in entries if isinstance(e, dict) and _alive(e.get("pid"))]
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
-def _remember(kind: str, proc: subprocess.Popen, argv: list[str]) -> None:
-    entries = started_by_us() + [{"kind": kind, "pid": proc.pid, "argv": argv, "started": time.time()}]
+def _save(entries: list[dict]) -> None:
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries, indent=2))
 
 
-def _alive(pid: object) -> bool:
+def started_by_us() -> list[dict]:
+    """The processes helixdiag started that still run (and are still those processes)."""
+    return [e for e in _load() if not_ours(e) is None]
+
+
+def not_ours(entry: dict) -> str | None:
+    """None while the entry's pid is the process helixdiag started: the same command line
+    and the same start time (a pid is reused once its process exits). Else why not."""
+    pid = entry.get("pid")
     if not isinstance(pid, int) or pid <= 0:
-        return False
+        return f"no valid pid ({pid!r})"
     try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+        if _gone(pid):
+            return f"pid {pid} has exited"
+        proc = psutil.Process(pid)
+        cmdline, started = proc.cmdline(), proc.create_time()
+    except psutil.NoSuchProcess:
+        return f"pid {pid} has exited"
+    except (psutil.Error, TypeError, ValueError) as exc:
+        return f"pid {pid} cannot be checked ({type(exc).__name__})"
+    if cmdline != entry.get("argv"):
+        return f"pid {pid} is now another program ({shlex.join(cmdline)[:80]})"
+    recorded = entry.get("started")
+    if not isinstance(recorded, int | float) or abs(started - recorded) > 0.01:
+        return f"pid {pid} is a newer process with the same command line (started at another time)"
+    return None
+
+
+def _remember(kind: str, proc: subprocess.Popen, argv: list[str]) -> None:
+    started = psutil.Process(proc.pid).create_time()
+    _save(started_by_us() + [{"kind": kind, "pid": proc.pid, "argv": argv, "started": started}])
+
+
+def _forget(pid: int) -> None:
+    _save([e for e in _load() if e.get("pid") != pid])
 
 
 def _spawn(kind: str, argv: list[str], cwd: str | None = None) -> subprocess.Popen:
@@ -108,6 +151,40 @@ def _spawn(kind: str, argv: list[str], cwd: str | None = None) -> subprocess.Pop
         raise Refused(f"{argv[0]} exited at once with code {proc.returncode}: {shlex.join(argv)}")
     _remember(kind, proc, argv)
     return proc
+
+
+def stop_started(entry: dict) -> str:
+    """Stop one process helixdiag started (with its session: socat's forked children), only
+    while it is still that process; then forget it. Raises Refused."""
+    pid, kind = entry.get("pid"), entry.get("kind", "process")
+    why = not_ours(entry)
+    if why is not None:
+        _forget(pid)  # it will never be ours again
+        raise Refused(f"{kind}: {why}: not touched")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        if _wait_gone(pid) or not_ours(entry) is not None:
+            break
+    else:
+        raise Refused(f"{kind} pid {pid} still runs after SIGKILL")
+    _forget(pid)
+    return f"stopped {kind} pid {pid} ({shlex.join(entry['argv'])[:100]})"
+
+
+def undo() -> list[tuple[bool, str]]:
+    """Stop every process helixdiag started: (ok, what happened) for each; not ok only for
+    one of ours that could not be stopped."""
+    results = []
+    for entry in _load():
+        try:
+            results.append((True, stop_started(entry)))
+        except Refused as exc:
+            results.append((not_ours(entry) is not None, str(exc)))
+    return results
 
 
 # ----------------------------------------------------------------- actions
@@ -139,17 +216,14 @@ def start_socat(port: int, socket_path: str) -> str:
     if shutil.which("socat") is None:
         raise Refused("socat is not installed (brew install socat / apt-get install socat)")
     proc = _spawn("socat", socat_argv(port, socket_path))
-    return f"started socat pid {proc.pid}: 127.0.0.1:{port} → {socket_path}"
+    return f"started socat pid {proc.pid}: 127.0.0.1:{port} → {socket_path} ({UNDO})"
 
 
 def replace_our_socat(pid: int, port: int, socket_path: str) -> str:
-    ours = {e["pid"] for e in started_by_us() if e.get("kind") == "socat"}
-    if pid not in ours:
+    ours = next((e for e in started_by_us() if e.get("kind") == "socat" and e.get("pid") == pid), None)
+    if ours is None:
         raise Refused(f"socat pid {pid} was not started by helixdiag: stop it yourself (kill {pid})")
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGTERM)
-    _wait_gone(pid)
-    return f"stopped socat pid {pid}; " + start_socat(port, socket_path)
+    return stop_started(ours) + "; " + start_socat(port, socket_path)
 
 
 def start_stand_in(socket_path: str | None, port: int | None) -> str:
@@ -164,7 +238,7 @@ def start_stand_in(socket_path: str | None, port: int | None) -> str:
     if not _wait_serving(proc, socket_path, port):
         raise Refused(f"helixdiag serve (pid {proc.pid}) did not start listening within "
                       f"{SERVE_START_TIMEOUT:g} s")
-    return f"started helixdiag serve pid {proc.pid} as a stand-in ({shlex.join(argv[3:])})"
+    return f"started helixdiag serve pid {proc.pid} as a stand-in ({shlex.join(argv[3:])}; {UNDO})"
 
 
 SERVE_START_TIMEOUT = 15.0  # importing the encoder stack takes a second or two
@@ -183,10 +257,21 @@ def _wait_serving(proc: subprocess.Popen, socket_path: str | None, port: int | N
     return False
 
 
-def _wait_gone(pid: int, timeout: float = 3.0) -> None:
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its parent has exited too)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(pid: int, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while not _gone(pid):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
+    return True
 
 
 # ----------------------------------------------------------------- planning
@@ -205,7 +290,8 @@ def plan(report: Report, ctx: ProbeContext) -> list[Action]:
         actions.append(Action(
             "socket-stale", f"remove the stale socket {socket_path}", SAFE, f"rm {shlex.quote(socket_path)}",
             recheck=("unix-socket.path", "unix-socket.accept"),
-            execute=lambda: remove_stale_socket(socket_path, ctx)))
+            execute=lambda: remove_stale_socket(socket_path, ctx),
+            expected_fail=dict.fromkeys(("unix-socket.path", "unix-socket.accept"), SOCKET_GONE)))
         actions.append(_manual("socket-stale", "restart the VM so QEMU binds the socket again",
                                "Quit the VM in UTM (or the Helix app) and start it again."))
     if "socat-not-running" in found and port and socket_path:
@@ -224,7 +310,8 @@ def plan(report: Report, ctx: ProbeContext) -> list[Action]:
             recheck=("socat.process", "socat.target", "guest-tcp.ping"),
             execute=lambda: replace_our_socat(pid, port or 0, real)))
     if found.keys() & {"qemu-not-listening", "qemu-not-running", "qemu-bind-failed", "qemu-init-failed",
-                       "stream-no-reply", "frame-request-ignored"} and (socket_path or port):
+                       "stream-no-reply", "frame-request-ignored"} and (socket_path or port) \
+            and "socket-not-a-socket" not in found:  # serve would refuse the path too
         actions.append(Action(
             "qemu-not-listening", "start `helixdiag serve` as a stand-in host, to test the rest of the path",
             SERVICES, shlex.join([sys.executable, "-m", "helixdiag", "serve",
