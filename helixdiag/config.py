@@ -196,7 +196,9 @@ def resolve(flags: dict[str, Any], env: dict[str, str] | None = None) -> RunConf
 
 
 def _check_given_files(cfg: RunConfig) -> None:
-    """A log the user named must be readable: say so now, not as a skipped probe later."""
+    """A log the user named: a directory, a missing directory or an unreadable file is a
+    mistake to say now (exit 2). A missing file in a directory that exists is evidence
+    (QEMU may never have started), which the log probes report as a warning."""
     for name in ("qemu_log", "gst_log"):
         path = getattr(cfg, name)
         if path is None:
@@ -204,9 +206,10 @@ def _check_given_files(cfg: RunConfig) -> None:
         flag = cfg.source(name)
         if os.path.isdir(path):
             raise ConfigError(f"{flag}: {path} is a directory, not a log file")
-        if not os.path.isfile(path):
-            raise ConfigError(f"{flag}: no such file {path}")
-        if not os.access(path, os.R_OK):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"{flag}: no such directory {parent} (for {path})")
+        if os.path.exists(path) and not os.access(path, os.R_OK):
             raise ConfigError(f"{flag}: {path} is not readable")
 
 

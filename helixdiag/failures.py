@@ -212,6 +212,17 @@ _ENTRIES: tuple[Failure, ...] = (
         "see why it disconnected (`helixdiag logs <qemu-log>`). Idle timeouts hit during a "
         "static screen, so keep frames flowing or use a host without the short timeout.",
     ),
+    Failure(
+        "gst-log-missing", "vsockenc", W,
+        "The GStreamer log you named does not exist",
+        "A log named with --gst-log is evidence only if it exists. A missing file in a "
+        "directory that does exist usually means a typo in the path, a log written somewhere "
+        "else (GST_DEBUG_FILE), or a pipeline that never started. The rest of the diagnosis "
+        "goes on without it.",
+        "Check the path. Capture the element's log with `GST_DEBUG=vsockenc:5 "
+        "GST_DEBUG_FILE=/tmp/vsockenc.log <the pipeline>` (or `docker logs <desktop container> "
+        "> bridge.log` for desktop-bridge) and pass that file with --gst-log.",
+    ),
     # ── guest-tcp ─────────────────────────────────────────────────────────────────────
     Failure(
         "guest-tcp-refused", "guest-tcp", F,
@@ -449,6 +460,17 @@ _ENTRIES: tuple[Failure, ...] = (
         "run `for-mac/qemu-helix/fix-qemu-paths.sh` (recursive, covering transitive "
         "dependencies, and leaving Homebrew's capstone and gnutls alone). Verify with "
         "`otool -L <binary>`.",
+    ),
+    Failure(
+        "qemu-log-missing", "qemu", W,
+        "The QEMU log you named does not exist",
+        "A log named with --qemu-log is evidence only if it exists. A missing file in a "
+        "directory that does exist usually means QEMU never started with that log enabled, or "
+        "its [HELIX] lines go to stderr instead (the Helix Mac app keeps them in its Logs tab). "
+        "The rest of the diagnosis goes on without it.",
+        "Check the path and whether the VM has started. Where QEMU writes only to stderr, copy "
+        "its output into a file (UTM: the VM's debug log; the Helix app: its Logs tab) and pass "
+        "that file with --qemu-log.",
     ),
     # ── encoder ───────────────────────────────────────────────────────────────────────
     Failure(

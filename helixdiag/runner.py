@@ -19,6 +19,7 @@ from helixdiag import failures, graph
 from helixdiag.config import RunConfig
 from helixdiag.errors import UsageError
 from helixdiag.layers import LAYER_NAMES, Side
+from helixdiag.observe.system import Observations
 from helixdiag.probes import Outcome, ProbeSpec, Status, all_probes, blocked, skipped
 from helixdiag.probes.context import ProbeContext
 from helixdiag.report.model import ProbeResult, Report, environment
@@ -54,12 +55,13 @@ def side_applies(spec: ProbeSpec, side: str) -> str | None:
 
 class Runner:
     def __init__(self, config: RunConfig, probes: list[ProbeSpec], *, explicit: set[str] | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, observations: Observations | None = None) -> None:
         self.config = config
         self.probes = probes
         self.explicit = explicit or set()  # probe ids/layers named on the command line
         self.progress = progress
-        self.ctx = ProbeContext(config, explicit=self.explicit)
+        # Facts are gathered afresh per run unless the caller already holds this moment's.
+        self.ctx = ProbeContext(config, obs=observations or Observations(), explicit=self.explicit)
         self._talk_lock = threading.Lock()
 
     def probe_timeout(self, spec: ProbeSpec) -> float:
@@ -80,25 +82,17 @@ class Runner:
         pending = {p.id: p for p in self.probes}
         selected_ids = set(pending)
         running: dict[cf.Future, tuple[ProbeSpec, float]] = {}
-        results = self.ctx.results
         pool = cf.ThreadPoolExecutor(max_workers=6, thread_name_prefix="probe")
         try:
             while pending or running:
-                for spec in list(pending.values()):
-                    needs = [n for n in spec.needs if n in selected_ids]
-                    if any(n not in results for n in needs):
-                        continue
-                    del pending[spec.id]
-                    early = self._precheck(spec, needs)
-                    if early is not None:
-                        self._record(spec, early, 0.0)
-                        continue
-                    running[pool.submit(self._execute, spec)] = (spec, time.monotonic())
+                self._start_ready(pending, selected_ids, running, pool)
                 if not running:
-                    if pending:
-                        for spec in pending.values():  # unreachable needs: never hang on them
-                            self._record(spec, Outcome(Status.ERROR, "not run: its needs never finished"), 0.0)
-                        pending.clear()
+                    # Every probe whose needs were settled has been started or recorded, so
+                    # what is left waits on a cycle of needs (a registration bug).
+                    for spec in pending.values():
+                        self._record(spec, Outcome(Status.ERROR, "not run: its needs form a cycle "
+                                                   f"({', '.join(spec.needs)})"), 0.0)
+                    pending.clear()
                     continue
                 now = time.monotonic()
                 wait_for = min(min(t0 + self.probe_timeout(s) for s, t0 in running.values()), deadline) - now
@@ -122,7 +116,7 @@ class Runner:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         env_thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        ordered = [results[p.id] for p in self.probes if p.id in results]
+        ordered = [self.ctx.results[p.id] for p in self.probes if p.id in self.ctx.results]
         topo = self.ctx.topology
         diagnosis = graph.diagnose(ordered, topo.kind)
         return Report(
@@ -134,6 +128,25 @@ class Runner:
             diagnosis=diagnosis,
             topology=topo.describe(),
         )
+
+    def _start_ready(self, pending: dict[str, ProbeSpec], selected_ids: set[str],
+                     running: dict[cf.Future, tuple[ProbeSpec, float]], pool: cf.Executor) -> None:
+        """Start (or settle at once) every pending probe whose needs are all settled, until
+        no more can be: a probe settled early (skipped, blocked) may settle another's needs."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for spec in list(pending.values()):
+                needs = [n for n in spec.needs if n in selected_ids]
+                if any(n not in self.ctx.results for n in needs):
+                    continue
+                del pending[spec.id]
+                progressed = True
+                early = self._precheck(spec, needs)
+                if early is not None:
+                    self._record(spec, early, 0.0)
+                else:
+                    running[pool.submit(self._execute, spec)] = (spec, time.monotonic())
 
     def _precheck(self, spec: ProbeSpec, needs: list[str]) -> Outcome | None:
         reason = side_applies(spec, self.config.side)

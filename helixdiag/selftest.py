@@ -37,6 +37,17 @@ from helixdiag.server import FrameServer, ServerConfig
 PIPEWIRE_VARS = ("PIPEWIRE_REMOTE", "PIPEWIRE_RUNTIME_DIR")
 FAKE_QEMU_NAME = "qemu-system-aarch64"
 FAKE_QEMU_MARKER = b"\n[HELIX] VERSION: helixdiag-selftest-stand-in\n"
+# What a stand-in process runs: hold a loopback port without answering, or serve HXFR on it.
+_LISTEN_CODE = ("import socket, time\n"
+                "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                "s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(3600)\n")
+_SERVE_CODE = ("import time\n"
+               "from helixdiag.faults import parse_fault\n"
+               "from helixdiag.server import FrameServer, ServerConfig\n"
+               "fault = {fault}\n"
+               "FrameServer(ServerConfig(tcp=[('127.0.0.1', {port})], size=(320, 240), idle_timeout=10,\n"
+               "                         fault=parse_fault(fault) if fault else None)).start()\n"
+               "time.sleep(3600)\n")
 
 
 def free_port() -> int:
@@ -119,18 +130,40 @@ class Stack:
                 else:
                     os.environ[k] = v
 
-    def start_fake_qemu(self) -> None:
-        sleep = shutil.which("sleep")
-        if sleep is None:
-            raise ConfigError("no `sleep` binary to build the stand-in QEMU from")
-        binary = self.root / FAKE_QEMU_NAME
-        shutil.copyfile(sleep, binary)
-        with open(binary, "ab") as fh:  # trailing bytes do not disturb an ELF/Mach-O binary
-            fh.write(FAKE_QEMU_MARKER)
-        binary.chmod(0o755)
-        os.utime(binary, (time.time() - 60, time.time() - 60))  # older than the process
-        self._spawn([str(binary), "3600"], cwd=str(self.root))
-        self.notes.append(f"stand-in QEMU (a copy of sleep named {FAKE_QEMU_NAME}), cwd {self.root}")
+    def start_fake_qemu(self, helix_port: int | None = None, *, serve: bool = False, listen: bool = False,
+                        fault: Fault | None = None, cwd: Path | None = None) -> subprocess.Popen:
+        """A stand-in QEMU: a copy of this Python interpreter named qemu-system-aarch64 that
+        carries a `[HELIX] VERSION` marker, so the QEMU probes see a process with the right
+        name and a helix build. With `helix_port` its command line has
+        `-device virtio-gpu-gl-pci,helix-port=N` (the tcp topology); with `serve` it serves
+        HXFR on 127.0.0.1:N like a healthy H2+ host; with `listen` it only holds the port."""
+        cwd = cwd or self.root
+        binary = cwd / FAKE_QEMU_NAME
+        if not binary.exists():
+            shutil.copyfile(os.path.realpath(sys.executable), binary)
+            with open(binary, "ab") as fh:  # trailing bytes do not disturb an ELF/Mach-O binary
+                fh.write(FAKE_QEMU_MARKER)
+            binary.chmod(0o755)
+            os.utime(binary, (time.time() - 60, time.time() - 60))  # older than the process
+        if serve and helix_port:
+            code = _SERVE_CODE.format(port=helix_port, fault=repr(str(fault)) if fault else None)
+        elif listen and helix_port:
+            code = _LISTEN_CODE.format(port=helix_port)
+        else:
+            code = "import time; time.sleep(3600)"
+        argv = [str(binary), "-c", code]
+        if helix_port:
+            argv += ["-device", f"virtio-gpu-gl-pci,helix-port={helix_port}"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+               "PYTHONHOME": f"{sys.base_prefix}{os.pathsep}{sys.base_exec_prefix}"}
+        proc = self._spawn(argv, cwd=str(cwd), env=env)
+        if (serve or listen) and helix_port and not wait_listening(helix_port):
+            raise ConfigError(f"the stand-in QEMU did not start listening on 127.0.0.1:{helix_port}")
+        what = "serving HXFR" if serve else "holding the port" if listen else "listening on nothing"
+        port = f" with helix-port={helix_port}" if helix_port else ""
+        self.notes.append(f"stand-in QEMU pid {proc.pid} (a copy of python named {FAKE_QEMU_NAME}){port}, "
+                          f"{what}, cwd {cwd}")
+        return proc
 
     def make_stale_socket(self, path: str | None = None) -> None:
         """Bind, then let the owner die: the file stays, nobody listens."""
@@ -142,18 +175,17 @@ class Stack:
         child.wait(timeout=10)
         self.notes.append(f"stale socket {path} (its owner was SIGKILLed)")
 
-    def hold_port_with_stranger(self) -> None:
-        code = ("import socket,time\n"
-                f"s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-                f"s.bind(('127.0.0.1', {self.port})); s.listen(); time.sleep(3600)\n")
-        self._spawn([sys.executable, "-c", code])
-        if not wait_listening(self.port):
+    def hold_port_with_stranger(self, port: int | None = None) -> subprocess.Popen:
+        port = port or self.port
+        proc = self._spawn([sys.executable, "-c", _LISTEN_CODE.format(port=port)])
+        if not wait_listening(port):
             raise ConfigError("the port-holding stand-in did not start")
-        self.notes.append(f"an unrelated process (python) holds 127.0.0.1:{self.port}")
+        self.notes.append(f"an unrelated process (python) holds 127.0.0.1:{port}")
+        return proc
 
-    def _spawn(self, argv: list[str], cwd: str | None = None) -> subprocess.Popen:
+    def _spawn(self, argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
         proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.DEVNULL, start_new_session=True, env=env)
         self.processes.append(proc)
         return proc
 

@@ -48,6 +48,18 @@ def short_tmp() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def validator():
+    """The report's shipped JSON Schema, checked itself, ready to validate reports."""
+    from jsonschema import Draft202012Validator
+
+    from helixdiag.report.json_report import schema
+
+    doc = schema()
+    Draft202012Validator.check_schema(doc)
+    return Draft202012Validator(doc)
+
+
 def helixdiag_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "helixdiag", *args]
 

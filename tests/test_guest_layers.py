@@ -103,9 +103,9 @@ def test_qemu_log_probe(log, status, failure_id):
         assert r.evidence["last_step"] and r.evidence["version"]
 
 
-def test_cli_rejects_a_log_path_that_does_not_exist():
+def test_cli_rejects_a_log_path_in_a_directory_that_does_not_exist():
     res = run_cli("run", "qemu", "--side", "host", "--qemu-log", "/nonexistent/helix-debug.log")
-    assert res.returncode == 2 and "no such file" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "no such directory /nonexistent" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_guest_side_report_through_the_cli(tmp_path):

@@ -6,12 +6,9 @@ by `run_report`), so nothing ever dials 10.0.2.2.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,8 +18,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import REPO, helixdiag_cmd, require_tool, run_cli
-from jsonschema import Draft202012Validator
+from conftest import REPO, require_tool, run_cli
+from run_helpers import (
+    kill_group,
+    probe,
+    root_of,
+    run_plain,
+    run_report,
+    start_serve,
+    summary_table,
+)
 
 from helixdiag import runner, selftest
 from helixdiag.config import RunConfig
@@ -31,7 +36,6 @@ from helixdiag.observe import parsers
 from helixdiag.observe.system import Observations
 from helixdiag.probes import REGISTRY, Outcome, ProbeSpec, Status, failed, passed
 from helixdiag.probes import qemu as qemu_probes
-from helixdiag.report.json_report import schema
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,110 +44,6 @@ SOCKET_NAME = "helix-frame-export.sock"
 
 
 # ------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def validator() -> Draft202012Validator:
-    doc = schema()
-    Draft202012Validator.check_schema(doc)
-    return Draft202012Validator(doc)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """Blank out any HELIXDIAG_* of the outer environment (resolve treats "" as unset)."""
-    env = {k: "" for k in os.environ if k.startswith("HELIXDIAG_")}
-    env.update(extra)
-    return env
-
-
-def assert_loopback(args: tuple[str, ...]) -> None:
-    """The rule of these tests: `run` never dials anything but loopback."""
-    assert args and args[0] == "run", args
-    if "--host" in args:
-        assert args[args.index("--host") + 1] == "127.0.0.1", args
-    else:
-        assert "--side" in args and args[args.index("--side") + 1] == "both", args
-
-
-def run_plain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`helixdiag run …` without a JSON report (the usage-error cases), loopback-checked too."""
-    assert_loopback(args)
-    return run_cli(*args, env=clean_env(**(env or {})), timeout=30)
-
-
-def run_report(*args: str, validator: Draft202012Validator | None = None, env: dict[str, str] | None = None,
-               timeout: float = 45) -> tuple[subprocess.CompletedProcess, dict]:
-    """`helixdiag run … --json -`: stdout must be exactly one JSON document."""
-    assert_loopback(args)
-    proc = run_cli(*args, "--json", "-", env=clean_env(**(env or {})), timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    try:
-        doc = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise AssertionError(f"stdout is not only JSON ({exc}):\n{proc.stdout[:2000]}\n--- stderr\n"
-                             f"{proc.stderr[-2000:]}") from None
-    assert doc["config"]["host"] == "127.0.0.1"
-    if validator is not None:
-        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
-        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
-    return proc, doc
-
-
-def probe(doc: dict, probe_id: str) -> dict:
-    matches = [p for p in doc["probes"] if p["id"] == probe_id]
-    assert len(matches) == 1, f"{probe_id} appears {len(matches)} times"
-    return matches[0]
-
-
-def root_of(doc: dict) -> dict:
-    root = doc["diagnosis"]["root_cause"]
-    assert root is not None, f"no root cause; findings {doc['diagnosis']['findings']}"
-    return root
-
-
-def summary_table(doc: dict) -> str:
-    return "\n".join(f"  {p['id']:<20} {p['status']:<8} {p['failure_id'] or '':<22} {p['summary'][:110]}"
-                     for p in doc["probes"])
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """End one process we started (and its own session: socat's forked children)."""
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        proc.kill()
-    proc.wait(timeout=10)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def start_serve(*args: str, cwd: str | None = None) -> tuple[subprocess.Popen, str]:
-    """The real `helixdiag serve` in a subprocess; returns it and its `listening …` address."""
-    proc = subprocess.Popen(helixdiag_cmd("serve", *args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, text=True, cwd=cwd or str(REPO), start_new_session=True,
-                            env={**os.environ, "NO_COLOR": "1"})
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 20
-    seen = []
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.05, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen.append(line)
-        if line.startswith("listening "):
-            return proc, line.split(None, 1)[1].strip()
-    kill_group(proc)
-    raise AssertionError(f"serve did not report `listening`: {seen}")
 
 
 def qemu_running_here() -> list[str]:
@@ -594,7 +494,8 @@ def test_env_var_then_flag_precedence(validator):
                         env={"HELIXDIAG_PORT": "1234"})
     assert doc["config"]["port"] == 1234
     assert doc["config"]["sources"]["port"] == "$HELIXDIAG_PORT"
-    assert probe(doc, "socat.port")["evidence"]["port"] == 1234
+    assert doc["topology"]["listen_port"] == 1234
+    assert doc["topology"]["port_source"] == "$HELIXDIAG_PORT"
     _, doc = run_report("run", "socat.port", "--side", "both", "--host", "127.0.0.1", "--port", "2345",
                         validator=validator, env={"HELIXDIAG_PORT": "1234"})
     assert doc["config"]["port"] == 2345
@@ -634,3 +535,22 @@ def test_dylib_judgement_on_recorded_macos_otool_output():
     assert homebrew.evidence["build_paths"] == []
     assert all(p.startswith("/opt/homebrew/") for p in homebrew.evidence["other_absolute"])
     assert homebrew.evidence["other_absolute"]
+
+
+def test_runner_never_loses_track_of_a_probe_whose_needs_settle_early():
+    """A probe listed before its need, whose need is settled without running (skipped by
+    side, or blocked), must still be judged: never "not run" for the runner's own reasons."""
+    probes = [
+        synthetic("guest-tcp.synthetic-late", lambda ctx: passed("ran"), needs=("stream.synthetic-middle",)),
+        synthetic("stream.synthetic-middle", lambda ctx: passed("x"), needs=("encoder.synthetic-first",)),
+        synthetic("encoder.synthetic-first", lambda ctx: failed("encoder-error", "broken on purpose")),
+    ]
+    facts = Observations()  # one machine snapshot: the race is in the scheduling, not the facts
+    for _ in range(200):
+        report = runner.Runner(synthetic_config(), probes, observations=facts).run()
+        by_id = {r.id: r for r in report.probes}
+        assert by_id["stream.synthetic-middle"].status == Status.BLOCKED
+        late = by_id["guest-tcp.synthetic-late"]
+        assert late.status == Status.BLOCKED, late.summary
+        assert "stream.synthetic-middle" in late.summary
+        assert not [r for r in report.probes if r.status == Status.ERROR]

@@ -22,6 +22,8 @@ import psutil
 from helixdiag.observe import parsers
 
 COMMAND_TIMEOUT = 5.0
+# The Helix Mac app writes the pid of the QEMU it started here (not UTM).
+HELIX_APP_PID_FILE = "~/Library/Application Support/Helix/qemu.pid"
 QEMU_NAMES = ("qemu-system-", "qemu-aarch64-softmmu", "qemulauncher")
 
 
@@ -60,6 +62,7 @@ class ProcInfo:
     argv: tuple[str, ...]
     cwd: str | None
     started: float | None  # epoch seconds
+    ppid: int | None = None
 
     @property
     def command_line(self) -> str:
@@ -120,8 +123,24 @@ class Observations:
         with self._lock:
             return list(_iter_processes())
 
+    @cached_property
+    def helix_app_pid(self) -> int | None:
+        """The pid in the Helix app's pid file, if that file exists and holds one."""
+        try:
+            with open(os.path.expanduser(HELIX_APP_PID_FILE)) as fh:
+                text = fh.read(64).strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isascii() and text.isdigit() else None
+
     def process(self, pid: int | None) -> ProcInfo | None:
         return next((p for p in self.processes if p.pid == pid), None) if pid else None
+
+    def who(self, pid: int | None, command: str | None = None) -> dict[str, object]:
+        """The {pid, command, role} record that evidence uses for a process."""
+        proc = self.process(pid)
+        return {"pid": pid, "command": proc.command_line[:300] if proc else command,
+                "role": proc.role() if proc else "unknown"}
 
     @cached_property
     def qemu_processes(self) -> list[ProcInfo]:
@@ -255,8 +274,10 @@ def _pid_name(pid: int | None) -> str | None:
 
 
 def _iter_processes():
-    for proc in psutil.process_iter(["pid", "name", "exe", "cmdline", "create_time"]):
+    for proc in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time", "status"]):
         info = proc.info
+        if info.get("status") == psutil.STATUS_ZOMBIE:
+            continue  # a <defunct> process runs nothing and holds nothing
         try:
             cwd = proc.cwd()
         except (psutil.Error, OSError):
@@ -264,6 +285,7 @@ def _iter_processes():
         yield ProcInfo(
             pid=info["pid"], name=info.get("name") or "", exe=info.get("exe"),
             argv=tuple(info.get("cmdline") or ()), cwd=cwd, started=info.get("create_time"),
+            ppid=info.get("ppid"),
         )
 
 

@@ -10,9 +10,9 @@ from helixdiag import logscan
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
 from helixdiag.observe.system import iso_time, run_command
-from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped
+from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped, warned
 from helixdiag.probes.context import ProbeContext
-from helixdiag.topology import QemuInstance
+from helixdiag.topology import WEAK_SOURCES, QemuInstance
 
 HELIX_MARKER = b"[HELIX]"
 VERSION_RE = re.compile(rb"\[HELIX\] VERSION: ([\x20-\x7e]{1,120})")
@@ -30,12 +30,19 @@ def _stand_in(ctx: ProbeContext) -> dict[str, object] | None:
     for pid in pids:
         proc = ctx.obs.process(pid)
         if proc is not None and not proc.is_qemu and not proc.is_socat:
-            return {"pid": proc.pid, "command": proc.command_line[:300], "role": proc.role()}
+            return ctx.obs.who(pid)
     return None
 
 
-def _instances(ctx: ProbeContext) -> list[QemuInstance]:
-    return ctx.topology.qemu
+def _path_facts(ctx: ProbeContext) -> dict[str, object]:
+    """Which QEMU this run judges and why, and the ones it does not judge."""
+    topo = ctx.topology
+    out: dict[str, object] = {}
+    if topo.qemu is not None:
+        out["chosen_by"] = topo.qemu_rule
+    if elsewhere := topo.elsewhere():
+        out["also_on_this_machine"] = elsewhere
+    return out
 
 
 def _no_qemu(ctx: ProbeContext) -> Outcome:
@@ -43,64 +50,101 @@ def _no_qemu(ctx: ProbeContext) -> Outcome:
     stand_in = _stand_in(ctx)
     if stand_in is not None:
         return skipped(f"the endpoint is served by pid {stand_in['pid']} ({stand_in['role']}), "
-                       "not QEMU: QEMU checks skipped", stand_in=stand_in)
-    return skipped("no QEMU process")
+                       "not QEMU: QEMU checks skipped", stand_in=stand_in, **_path_facts(ctx))
+    return skipped("no QEMU process for this path")
+
+
+def _path_name(ctx: ProbeContext) -> str:
+    topo = ctx.topology
+    parts = [f"port {topo.listen_port}"] if topo.listen_port else []
+    parts += [f"socket {topo.socket_path}"] if topo.socket_path else []
+    return " / ".join(parts)
 
 
 @register("qemu.process", layer="qemu", side=Side.HOST,
-          description="a QEMU process runs, with its helix-port and virtio-gpu device")
+          description="a QEMU process runs for this path, with its helix-port and virtio-gpu device")
 def qemu_process(ctx: ProbeContext) -> Outcome:
-    qemus = _instances(ctx)
-    if not qemus:
+    q = ctx.topology.qemu
+    if q is None:
         if _stand_in(ctx) is not None:
             return _no_qemu(ctx)
+        others = ctx.topology.all_qemu
+        if others and _path_name(ctx):
+            return failed("qemu-not-running",
+                          f"no QEMU runs for {_path_name(ctx)}; {len(others)} other QEMU process(es) on "
+                          "this machine belong to other paths (see also_on_this_machine)",
+                          processes_scanned=len(ctx.obs.processes), **_path_facts(ctx))
         return failed("qemu-not-running", "no QEMU process (qemu-system-*, qemu-aarch64-softmmu, QEMULauncher)",
                       processes_scanned=len(ctx.obs.processes))
-    q = qemus[0]
-    evidence = {
-        "instances": [{**i.process.describe(), "helix_port": i.helix_port,
-                       "virtio_gpu": i.config.virtio_gpu if i.config else None,
-                       "binary": i.binary, "parse_error": i.error} for i in qemus],
-    }
+    evidence = {**q.process.describe(), "helix_port": q.helix_port,
+                "virtio_gpu": q.config.virtio_gpu if q.config else None,
+                "binary": q.binary, "parse_error": q.error, **_path_facts(ctx)}
     port = f", helix-port={q.helix_port}" if q.helix_port else ""
-    return passed(f"QEMU pid {q.process.pid} ({os.path.basename(q.binary or q.process.name)}{port})", **evidence)
+    return passed(f"QEMU pid {q.pid} ({os.path.basename(q.binary or q.process.name)}{port})", **evidence)
 
 
 @register("qemu.listener", layer="qemu", side=Side.HOST, needs=("qemu.process",),
           description="QEMU itself listens on its helix port or holds the socket")
 def qemu_listener(ctx: ProbeContext) -> Outcome:
-    qemus = _instances(ctx)
-    if not qemus:
-        return _no_qemu(ctx)
     topo = ctx.topology
-    pids = {q.process.pid for q in qemus}
-    tcp = [{"pid": lis.pid, "address": lis.address} for lis in ctx.obs.tcp_listeners if lis.pid in pids]
+    q = topo.qemu
+    if q is None:
+        return _no_qemu(ctx)
+    tcp = [{"pid": lis.pid, "address": lis.address} for lis in ctx.obs.tcp_listeners if lis.pid == q.pid]
     holds = []
     if topo.socket_path:
         holds = [{"pid": h.pid, "listening": h.listening}
-                 for h in ctx.obs.socket_holders(topo.socket_path) if h.pid in pids]
-    evidence = {"qemu_pids": sorted(pids), "tcp_listening": tcp, "socket": topo.socket_path,
-                "socket_held": holds, "topology": topo.kind}
+                 for h in ctx.obs.socket_holders(topo.socket_path) if h.pid == q.pid]
+    evidence: dict[str, object] = {"qemu_pid": q.pid, "tcp_listening": tcp, "socket": topo.socket_path,
+                                   "socket_held": holds, "topology": topo.kind}
     if topo.kind == "socat":
         if any(h["listening"] for h in holds):
             return passed(f"QEMU listens on {topo.socket_path}", **evidence)
         return failed("qemu-not-listening",
-                      f"QEMU runs but does not listen on {topo.socket_path or 'its Unix socket'}", **evidence)
-    expected = topo.listen_port
-    mine = [t for t in tcp if expected is None or t["address"].endswith(f":{expected}")]
+                      f"QEMU pid {q.pid} runs but does not listen on {topo.socket_path or 'its Unix socket'}",
+                      **evidence)
+    port = topo.listen_port
+    mine = [t for t in tcp if port is None or t["address"].endswith(f":{port}")]
     if mine:
         return passed(f"QEMU listens on {mine[0]['address']}", **evidence)
-    want = f"port {expected}" if expected else "any TCP port"
-    return failed("qemu-not-listening", f"QEMU runs but does not listen on {want}", **evidence)
+    holders = [{**ctx.obs.who(lis.pid, lis.command), "address": lis.address}
+               for lis in ctx.obs.listeners_on_port(port)] if port else []
+    if holders:
+        return _bind_failed(ctx, q, port, holders, evidence)
+    want = f"port {port}" if port else "any TCP port"
+    return failed("qemu-not-listening", f"QEMU pid {q.pid} runs but does not listen on {want}", **evidence)
+
+
+def _bind_failed(ctx: ProbeContext, q: QemuInstance, port: int, holders: list[dict[str, object]],
+                 evidence: dict[str, object]) -> Outcome:
+    """Someone else holds QEMU's port: its bind() failed at init and it runs without a listener."""
+    stale = ctx.topology.stale_qemu
+    evidence["port_holders"] = holders
+    if stale is not None and any(h["pid"] == stale.pid for h in holders):
+        evidence["stale_qemu"] = {**stale.process.describe(), "helix_port": stale.helix_port}
+        return failed(
+            "qemu-bind-failed",
+            f"port {port} is held by an older QEMU, pid {stale.pid} (started {iso_time(stale.process.started)}), "
+            f"configured for the same port: QEMU pid {q.pid} could not bind it",
+            remedy=f"Stop the stale QEMU: `kill {stale.pid}` (check first with `ps -p {stale.pid} -o command=` "
+                   "that it is the old VM), then restart the VM so its QEMU binds the port.",
+            **evidence)
+    who = holders[0]
+    return failed(
+        "qemu-bind-failed",
+        f"port {port} is held by pid {who['pid']} ({who['role']}: {str(who['command'])[:120]}), "
+        f"not by QEMU pid {q.pid}: its bind() failed",
+        remedy=f"Stop pid {who['pid']} or move it to another port (`lsof -nP -iTCP:{port}` shows it), "
+               "then restart the VM so QEMU binds the port.",
+        **evidence)
 
 
 @register("qemu.binary", layer="qemu", side=Side.HOST, needs=("qemu.process",),
           description="the running binary is the one on disk, and has the helix module")
 def qemu_binary(ctx: ProbeContext) -> Outcome:
-    qemus = _instances(ctx)
-    if not qemus:
+    q = ctx.topology.qemu
+    if q is None:
         return _no_qemu(ctx)
-    q = qemus[0]
     binary = q.binary
     if not binary or not os.path.isfile(binary):
         return skipped(f"cannot read the QEMU binary ({binary or 'unknown path'})")
@@ -140,10 +184,10 @@ def scan_binary(path: str) -> tuple[bool, str | None]:
 def qemu_dylibs(ctx: ProbeContext) -> Outcome:
     if sys.platform != "darwin":
         return skipped("macOS only (otool -L)")
-    qemus = _instances(ctx)
-    if not qemus or not qemus[0].binary:
+    q = ctx.topology.qemu
+    if q is None or not q.binary:
         return skipped("no QEMU binary")
-    result = run_command(["otool", "-L", qemus[0].binary])
+    result = run_command(["otool", "-L", q.binary])
     if result.error or result.returncode:
         return skipped(f"otool -L failed: {result.error or result.stderr.strip()[:200]}")
     return judge_dylibs(parsers.parse_otool_L(result.stdout))
@@ -168,9 +212,14 @@ def qemu_log(ctx: ProbeContext) -> Outcome:
     path = ctx.config.qemu_log
     if not path:
         return skipped("no QEMU log given (--qemu-log; on macOS UTM's helix-debug.log is the default)")
+    source = ctx.config.source("qemu_log")
     if not os.path.isfile(path):
-        return skipped(f"no QEMU log at {path} (from {ctx.config.source('qemu_log')}); QEMU's stderr "
-                       "may be the only place its [HELIX] lines go (FAILURES.md #38)")
+        if source in WEAK_SOURCES:
+            return skipped(f"no QEMU log at {path} (the {source} path); QEMU's stderr may be the only "
+                           "place its [HELIX] lines go")
+        return warned("qemu-log-missing",
+                      f"no such file {path} (from {source}): check the path; QEMU may never have started",
+                      log=path, log_from=source)
     summary = logscan.scan_file(path, kind="qemu")
     facts = summary.to_dict()
     facts.pop("findings", None)

@@ -7,7 +7,7 @@ import os
 from helixdiag.layers import Side
 from helixdiag.probes import Outcome, failed, passed, register, skipped, warned
 from helixdiag.probes.context import ProbeContext
-from helixdiag.topology import SocatHop
+from helixdiag.topology import SocatHop, same_path
 
 
 def _not_socat_topology(ctx: ProbeContext) -> Outcome | None:
@@ -18,13 +18,18 @@ def _not_socat_topology(ctx: ProbeContext) -> Outcome | None:
 
 
 def _the_hop(ctx: ProbeContext) -> SocatHop | None:
-    """The socat that listens on the guest-facing port (or the only one)."""
+    """This path's socat (never another one on this machine: those are listed, not judged)."""
+    return ctx.topology.socat
+
+
+def _path_evidence(ctx: ProbeContext) -> dict[str, object]:
     topo = ctx.topology
-    hops = [h for h in topo.socat if h.config is not None]
-    for hop in hops:
-        if hop.config.listen_port == topo.listen_port:
-            return hop
-    return hops[0] if hops else None
+    out: dict[str, object] = {}
+    if topo.socat is not None:
+        out["chosen_by"] = topo.socat_rule
+    if elsewhere := topo.elsewhere():
+        out["also_on_this_machine"] = elsewhere
+    return out
 
 
 @register("socat.process", layer="socat", side=Side.HOST,
@@ -33,16 +38,22 @@ def socat_process(ctx: ProbeContext) -> Outcome:
     if (skip := _not_socat_topology(ctx)) is not None:
         return skip
     hop = _the_hop(ctx)
+    topo = ctx.topology
     if hop is None:
-        broken = [h.describe() for h in ctx.topology.socat if h.config is None]
+        broken = [h.describe() for h in topo.all_socat if h.config is None]
+        port = topo.listen_port
+        where = f" on port {port}" if port else ""
+        into = f" into {topo.socket_path}" if topo.socket_path else ""
         return failed(
             "socat-not-running",
-            "no socat process forwards TCP to the Unix socket",
+            f"no socat listens{where}{into}" + (" (other socats run: see also_on_this_machine)"
+                                                 if topo.all_socat else ""),
             processes_scanned=len(ctx.obs.processes), unparsable_socat=broken,
-            expected=f"socat TCP-LISTEN:{ctx.topology.listen_port or 'PORT'},bind=127.0.0.1,fork,reuseaddr "
-                     f"UNIX-CONNECT:{ctx.topology.socket_path or '<socket>'}",
+            expected=f"socat TCP-LISTEN:{port or 'PORT'},bind=127.0.0.1,fork,reuseaddr "
+                     f"UNIX-CONNECT:{topo.socket_path or '<socket>'}",
+            **_path_evidence(ctx),
         )
-    evidence = hop.describe()
+    evidence = {**hop.describe(), **_path_evidence(ctx)}
     if not hop.config.fork:
         return warned("socat-no-fork",
                       f"socat (pid {hop.process.pid}) listens on {hop.config.listen_port} without fork: "
@@ -67,14 +78,15 @@ def socat_target(ctx: ProbeContext) -> Outcome:
         return failed("socat-wrong-target", f"socat forwards to {c.target.raw}, not to a Unix socket", **evidence)
     expected, source = ctx.topology.socket_path, ctx.topology.socket_source
     evidence.update(expected_socket=expected, expected_from=source)
-    if expected and not _same_path(c.target_path, expected):
+    if expected and not same_path(c.target_path, expected):
         return failed(
             "socat-wrong-target",
             f"socat connects to {c.target_path}, but the socket is {expected} (from {source})",
             remedy=f"Restart socat pointing at the real socket: socat TCP-LISTEN:{c.listen_port},"
                    f"bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:'{expected}'",
             correct_socket=expected, **evidence)
-    for q in ctx.topology.qemu:
+    q = ctx.topology.qemu
+    if q is not None:
         # H1 binds a relative name: the real socket is in QEMU's working directory.
         cwd = q.process.cwd
         if cwd and c.target_path_relative and os.path.dirname(c.target_path) != cwd:
@@ -93,32 +105,24 @@ def socat_target(ctx: ProbeContext) -> Outcome:
           description="the guest-facing port is held by socat (or QEMU), not something else")
 def socat_port(ctx: ProbeContext) -> Outcome:
     topo = ctx.topology
-    port = ctx.config.port or topo.listen_port
+    if topo.kind != "socat":
+        # In the tcp topology QEMU owns the port: a stranger there is qemu-bind-failed.
+        return skipped(f"topology is {topo.kind} ({topo.kind_source}): no socat hop expected")
+    port = topo.listen_port
     if port is None:
         return skipped("no port to check (none configured or discovered)")
-    listeners = ctx.obs.listeners_on_port(port)
-    owners = []
-    for lis in listeners:
-        proc = ctx.obs.process(lis.pid)
-        owners.append({"pid": lis.pid, "command": proc.command_line[:300] if proc else lis.command,
-                       "address": lis.address, "role": proc.role() if proc else "unknown"})
-    evidence = {"port": port, "port_from": ctx.config.source("port") if ctx.config.port else topo.port_source,
-                "listeners": owners}
+    owners = [{**ctx.obs.who(lis.pid, lis.command), "address": lis.address}
+              for lis in ctx.obs.listeners_on_port(port)]
+    evidence = {"port": port, "port_from": topo.port_source, "listeners": owners}
     # Only a process we can name is a conflict; an unmapped pid (another user's process,
     # or one that just exited) is shown in the evidence but not blamed.
     strangers = [o for o in owners if o["role"] == "other"]
     if strangers and not any(o["role"] in ("socat", "qemu", "helixdiag-serve") for o in owners):
         who = strangers[0]
         return failed("socat-port-conflict",
-                      f"port {port} is held by pid {who['pid']} ({who['command']}), neither socat nor QEMU",
+                      f"port {port} is held by pid {who['pid']} ({who['command']}), not socat",
                       remedy=f"Stop that process or choose another port; see `lsof -nP -iTCP:{port}`.",
                       **evidence)
-    if topo.kind != "socat":
-        return skipped(f"topology is {topo.kind}: no socat hop expected", **evidence)
     if not owners:
         return skipped(f"nothing listens on port {port} (see socat.process)", **evidence)
     return passed(f"port {port} is held by {owners[0]['role']} (pid {owners[0]['pid']})", **evidence)
-
-
-def _same_path(a: str, b: str) -> bool:
-    return os.path.normpath(os.path.realpath(a)) == os.path.normpath(os.path.realpath(b))

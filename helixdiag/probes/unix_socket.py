@@ -27,7 +27,8 @@ def socket_path(ctx: ProbeContext) -> Outcome:
         if ctx.topology.kind == "socat":
             return failed("socket-missing", "no Unix socket path: socat has no UNIX-CONNECT target "
                           "and QEMU's working directory has no helix-frame-export.sock")
-        return skipped(f"topology is {ctx.topology.kind}: no Unix socket hop")
+        given = f"; the socket given ({ctx.config.socket}) is not part of it" if ctx.config.socket else ""
+        return skipped(f"topology is {ctx.topology.kind} ({ctx.topology.kind_source}): no Unix socket hop{given}")
     size = len(path.encode()) + 1
     evidence: dict[str, object] = {"path": path, "path_from": source, "sun_path_bytes": size,
                                    "sun_path_limit": net.UNIX_PATH_MAX}
@@ -52,11 +53,8 @@ def socket_accept(ctx: ProbeContext) -> Outcome:
         return skipped("no Unix socket path")
     info = classify(path, timeout=ctx.config.timeout)
     holders = ctx.obs.socket_holders(path)
-    holder_facts = []
-    for h in holders:
-        proc = ctx.obs.process(h.pid)
-        holder_facts.append({"pid": h.pid, "command": h.command, "listening": h.listening,
-                             "role": proc.role() if proc else "unknown", "source": h.source})
+    holder_facts = [{**ctx.obs.who(h.pid, h.command), "listening": h.listening, "source": h.source}
+                    for h in holders]
     evidence: dict[str, object] = {"path": path, "connect": info.detail, "errno": info.errno,
                                    "holders": holder_facts, "mtime": _iso(info.mtime)}
     if info.state == PathState.LIVE:
@@ -84,9 +82,10 @@ def _age_against_qemu(ctx: ProbeContext, mtime: float | None, evidence: dict[str
     if mtime is None:
         return
     evidence["socket_age_s"] = round(time.time() - mtime, 1)
-    starts = [q.process.started for q in ctx.topology.qemu if q.process.started]
-    if starts:
-        newest = max(starts)
+    q = ctx.topology.qemu
+    if q is not None and q.process.started:
+        newest = q.process.started
+        evidence["qemu_pid"] = q.pid
         evidence["qemu_started"] = _iso(newest)
         # A process start time is only known to about a second (Linux derives it from the
         # boot time in whole seconds): closer than that, the order is unknown (None).

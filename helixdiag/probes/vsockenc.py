@@ -9,7 +9,7 @@ import re
 from helixdiag import logscan, pipeline
 from helixdiag.layers import Side
 from helixdiag.observe.system import run_command
-from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped
+from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped, warned
 from helixdiag.probes.context import ProbeContext
 
 # Elements whose absence fails the Helix pipeline the same way ("Internal data stream error").
@@ -105,7 +105,7 @@ def vsockenc_pipeline(ctx: ProbeContext) -> Outcome:
 def gst_log_summary(ctx: ProbeContext):
     """The GST_DEBUG log, scanned once per run and shared by the probes that need it."""
     path = ctx.config.gst_log
-    if not path:
+    if not path or not os.path.isfile(path):
         return None
     cache = ctx.__dict__.setdefault("_gst_log_scan", {})
     if path not in cache:
@@ -119,6 +119,10 @@ def vsockenc_log(ctx: ProbeContext) -> Outcome:
     if not ctx.config.gst_log:
         return skipped("no vsockenc log given (--gst-log FILE; GST_DEBUG=vsockenc:5 output)")
     summary = gst_log_summary(ctx)
+    if summary is None:
+        path, source = ctx.config.gst_log, ctx.config.source("gst_log")
+        return warned("gst-log-missing", f"no such file {path} (from {source}): check the path; "
+                      "the pipeline may never have started", log=path, log_from=source)
     facts = summary.to_dict()
     facts.pop("findings", None)
     evidence = {"log": ctx.config.gst_log, **facts}

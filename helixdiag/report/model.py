@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import re
@@ -167,6 +168,13 @@ def redact(value: Any, secrets: dict[str, str], seen: set[str]) -> Any:
 
 
 def environment(side: str) -> dict[str, Any]:
+    return {"os": f"{platform.system()} {platform.release()}", "arch": platform.machine(),
+            "side": side, "hostname": platform.node(), "versions": dict(tool_versions())}
+
+
+@functools.lru_cache(maxsize=1)
+def tool_versions() -> dict[str, str | None]:
+    """Versions of the tools on the path, asked once per process (`watch` runs again and again)."""
     from helixdiag.observe.system import run_command
 
     versions: dict[str, str | None] = {}
@@ -182,5 +190,4 @@ def environment(side: str) -> dict[str, Any]:
 
     versions["pyav"] = av.__version__
     versions["python"] = platform.python_version()
-    return {"os": f"{platform.system()} {platform.release()}", "arch": platform.machine(),
-            "side": side, "hostname": platform.node(), "versions": versions}
+    return versions
