@@ -9,7 +9,7 @@ run goes on without it (its thread ends by itself: every wait in it is bounded).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import queue
 import threading
 import time
 import traceback
@@ -25,6 +25,7 @@ from helixdiag.probes.context import ProbeContext
 from helixdiag.report.model import ProbeResult, Report, environment
 
 Progress = Callable[[ProbeResult], None]
+MAX_CONCURRENT_PROBES = 6
 
 
 def select(names: list[str], run_all: bool) -> list[ProbeSpec]:
@@ -63,6 +64,7 @@ class Runner:
         # Facts are gathered afresh per run unless the caller already holds this moment's.
         self.ctx = ProbeContext(config, obs=observations or Observations(), explicit=self.explicit)
         self._talk_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_PROBES)
 
     def probe_timeout(self, spec: ProbeSpec) -> float:
         if spec.timeout is not None:
@@ -81,40 +83,42 @@ class Runner:
 
         pending = {p.id: p for p in self.probes}
         selected_ids = set(pending)
-        running: dict[cf.Future, tuple[ProbeSpec, float]] = {}
-        pool = cf.ThreadPoolExecutor(max_workers=6, thread_name_prefix="probe")
-        try:
-            while pending or running:
-                self._start_ready(pending, selected_ids, running, pool)
-                if not running:
-                    # Every probe whose needs were settled has been started or recorded, so
-                    # what is left waits on a cycle of needs (a registration bug).
-                    for spec in pending.values():
-                        self._record(spec, Outcome(Status.ERROR, "not run: its needs form a cycle "
-                                                   f"({', '.join(spec.needs)})"), 0.0)
-                    pending.clear()
-                    continue
-                now = time.monotonic()
-                wait_for = min(min(t0 + self.probe_timeout(s) for s, t0 in running.values()), deadline) - now
-                done, _ = cf.wait(running, timeout=max(wait_for, 0.01), return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    spec, t0 = running.pop(fut)
-                    outcome = fut.result()
+        running: dict[str, tuple[ProbeSpec, float]] = {}
+        finished: queue.Queue[tuple[str, Outcome]] = queue.Queue()
+        while pending or running:
+            self._start_ready(pending, selected_ids, running, finished)
+            if not running:
+                # Every probe whose needs were settled has been started or recorded, so
+                # what is left waits on a cycle of needs (a registration bug).
+                for spec in pending.values():
+                    self._record(spec, Outcome(Status.ERROR, "not run: its needs form a cycle "
+                                               f"({', '.join(spec.needs)})"), 0.0)
+                pending.clear()
+                continue
+            now = time.monotonic()
+            wait_for = min(min(t0 + self.probe_timeout(s) for s, t0 in running.values()), deadline) - now
+            try:
+                done = [finished.get(timeout=max(wait_for, 0.01))]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
+            except queue.Empty:
+                done = []
+            for probe_id, outcome in done:
+                if probe_id in running:  # not already given up on
+                    spec, t0 = running.pop(probe_id)
                     self._record(spec, outcome, time.monotonic() - t0)
-                now = time.monotonic()
-                for fut, (spec, t0) in list(running.items()):
-                    limit = self.probe_timeout(spec)
-                    if now - t0 >= limit or now >= deadline:
-                        running.pop(fut)
-                        why = (f"timed out after {limit:g} s" if now - t0 >= limit
-                               else f"the run's {self.config.deadline:g} s deadline passed")
-                        self._record(spec, Outcome(Status.ERROR, f"probe {why}"), now - t0)
-                if now >= deadline:
-                    for spec in pending.values():
-                        self._record(spec, Outcome(Status.ERROR, "not run: the run's deadline passed"), 0.0)
-                    pending.clear()
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            now = time.monotonic()
+            for probe_id, (spec, t0) in list(running.items()):
+                limit = self.probe_timeout(spec)
+                if now - t0 >= limit or now >= deadline:
+                    running.pop(probe_id)
+                    why = (f"timed out after {limit:g} s" if now - t0 >= limit
+                           else f"the run's {self.config.deadline:g} s deadline passed")
+                    self._record(spec, Outcome(Status.ERROR, f"probe {why}"), now - t0)
+            if now >= deadline:
+                for spec in pending.values():
+                    self._record(spec, Outcome(Status.ERROR, "not run: the run's deadline passed"), 0.0)
+                pending.clear()
         env_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         ordered = [self.ctx.results[p.id] for p in self.probes if p.id in self.ctx.results]
         topo = self.ctx.topology
@@ -130,7 +134,7 @@ class Runner:
         )
 
     def _start_ready(self, pending: dict[str, ProbeSpec], selected_ids: set[str],
-                     running: dict[cf.Future, tuple[ProbeSpec, float]], pool: cf.Executor) -> None:
+                     running: dict[str, tuple[ProbeSpec, float]], finished: queue.Queue) -> None:
         """Start (or settle at once) every pending probe whose needs are all settled, until
         no more can be: a probe settled early (skipped, blocked) may settle another's needs."""
         progressed = True
@@ -145,8 +149,12 @@ class Runner:
                 early = self._precheck(spec, needs)
                 if early is not None:
                     self._record(spec, early, 0.0)
-                else:
-                    running[pool.submit(self._execute, spec)] = (spec, time.monotonic())
+                    continue
+                running[spec.id] = (spec, time.monotonic())
+                # Daemon threads: a probe stuck past its timeout (or a Ctrl-C) never holds the
+                # process open; every wait inside a probe is bounded, so the thread ends anyway.
+                threading.Thread(target=self._execute, args=(spec, finished), name=f"probe {spec.id}",
+                                 daemon=True).start()
 
     def _precheck(self, spec: ProbeSpec, needs: list[str]) -> Outcome | None:
         reason = side_applies(spec, self.config.side)
@@ -159,7 +167,11 @@ class Runner:
                 return blocked(f"needs {need}, which is {r.status}{detail}", needs=need)
         return None
 
-    def _execute(self, spec: ProbeSpec) -> Outcome:
+    def _execute(self, spec: ProbeSpec, finished: queue.Queue) -> None:
+        with self._slots:
+            finished.put((spec.id, self._outcome(spec)))
+
+    def _outcome(self, spec: ProbeSpec) -> Outcome:
         try:
             if spec.talks:
                 with self._talk_lock:

@@ -203,20 +203,30 @@ class Stack:
         return cfg
 
     def close(self) -> None:
-        self._contexts.close()  # the private PipeWire, if any
+        """Remove everything this stack started. Each step runs even when an earlier one
+        raised (or a Ctrl-C arrived during it): no process or file is left behind."""
+        with contextlib.ExitStack() as teardown:  # runs in reverse: PipeWire, serve, processes, files
+            teardown.callback(shutil.rmtree, self.root, ignore_errors=True)
+            teardown.callback(self._kill_processes)
+            teardown.callback(self._stop_server)
+            teardown.push(self._contexts)  # the private PipeWire, if any
         self.pipewire = self.pipewire_source = None
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        for proc in self.processes:
+
+    def _stop_server(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+
+    def _kill_processes(self) -> None:
+        processes, self.processes = list(self.processes), []
+        for proc in processes:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)  # socat's forked children too
             with contextlib.suppress(OSError):
                 proc.kill()
+        for proc in processes:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=5)
-        self.processes.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self
