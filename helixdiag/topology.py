@@ -126,6 +126,15 @@ class Topology:
         mine = {id(x) for x in (self.qemu, self.socat, self.stale_qemu) if x is not None}
         return [x.one_line() for x in (*self.all_qemu, *self.all_socat) if id(x) not in mine]
 
+    def judged(self, component: str) -> dict[str, object]:
+        """Evidence for a probe of `component` ("qemu" or "socat"): which instance this run
+        judges and the rule that chose it, and the ones on this machine it does not judge."""
+        chosen, rule = (self.qemu, self.qemu_rule) if component == "qemu" else (self.socat, self.socat_rule)
+        out: dict[str, object] = {"chosen_by": rule} if chosen is not None else {}
+        if elsewhere := self.elsewhere():
+            out["also_on_this_machine"] = elsewhere
+        return out
+
     def describe(self) -> dict[str, object]:
         return {
             "kind": self.kind, "kind_source": self.kind_source,

@@ -34,23 +34,12 @@ def _stand_in(ctx: ProbeContext) -> dict[str, object] | None:
     return None
 
 
-def _path_facts(ctx: ProbeContext) -> dict[str, object]:
-    """Which QEMU this run judges and why, and the ones it does not judge."""
-    topo = ctx.topology
-    out: dict[str, object] = {}
-    if topo.qemu is not None:
-        out["chosen_by"] = topo.qemu_rule
-    if elsewhere := topo.elsewhere():
-        out["also_on_this_machine"] = elsewhere
-    return out
-
-
 def _no_qemu(ctx: ProbeContext) -> Outcome:
     """Why a QEMU check that needs a QEMU process is skipped without one."""
     stand_in = _stand_in(ctx)
     if stand_in is not None:
         return skipped(f"the endpoint is served by pid {stand_in['pid']} ({stand_in['role']}), "
-                       "not QEMU: QEMU checks skipped", stand_in=stand_in, **_path_facts(ctx))
+                       "not QEMU: QEMU checks skipped", stand_in=stand_in, **ctx.topology.judged("qemu"))
     return skipped("no QEMU process for this path")
 
 
@@ -73,12 +62,12 @@ def qemu_process(ctx: ProbeContext) -> Outcome:
             return failed("qemu-not-running",
                           f"no QEMU runs for {_path_name(ctx)}; {len(others)} other QEMU process(es) on "
                           "this machine belong to other paths (see also_on_this_machine)",
-                          processes_scanned=len(ctx.obs.processes), **_path_facts(ctx))
+                          processes_scanned=len(ctx.obs.processes), **ctx.topology.judged("qemu"))
         return failed("qemu-not-running", "no QEMU process (qemu-system-*, qemu-aarch64-softmmu, QEMULauncher)",
                       processes_scanned=len(ctx.obs.processes))
     evidence = {**q.process.describe(), "helix_port": q.helix_port,
                 "virtio_gpu": q.config.virtio_gpu if q.config else None,
-                "binary": q.binary, "parse_error": q.error, **_path_facts(ctx)}
+                "binary": q.binary, "parse_error": q.error, **ctx.topology.judged("qemu")}
     port = f", helix-port={q.helix_port}" if q.helix_port else ""
     return passed(f"QEMU pid {q.pid} ({os.path.basename(q.binary or q.process.name)}{port})", **evidence)
 

@@ -22,16 +22,6 @@ def _the_hop(ctx: ProbeContext) -> SocatHop | None:
     return ctx.topology.socat
 
 
-def _path_evidence(ctx: ProbeContext) -> dict[str, object]:
-    topo = ctx.topology
-    out: dict[str, object] = {}
-    if topo.socat is not None:
-        out["chosen_by"] = topo.socat_rule
-    if elsewhere := topo.elsewhere():
-        out["also_on_this_machine"] = elsewhere
-    return out
-
-
 @register("socat.process", layer="socat", side=Side.HOST,
           description="socat is running with TCP-LISTEN, and with fork")
 def socat_process(ctx: ProbeContext) -> Outcome:
@@ -51,9 +41,9 @@ def socat_process(ctx: ProbeContext) -> Outcome:
             processes_scanned=len(ctx.obs.processes), unparsable_socat=broken,
             expected=f"socat TCP-LISTEN:{port or 'PORT'},bind=127.0.0.1,fork,reuseaddr "
                      f"UNIX-CONNECT:{topo.socket_path or '<socket>'}",
-            **_path_evidence(ctx),
+            **ctx.topology.judged("socat"),
         )
-    evidence = {**hop.describe(), **_path_evidence(ctx)}
+    evidence = {**hop.describe(), **ctx.topology.judged("socat")}
     if not hop.config.fork:
         return warned("socat-no-fork",
                       f"socat (pid {hop.process.pid}) listens on {hop.config.listen_port} without fork: "
