@@ -301,9 +301,11 @@ def test_relative_socat_target_against_qemu_cwd(short_tmp, validator):
 # ------------------------------------------------------------------- 6. qemu.binary
 
 
-def run_qemu_probes(validator) -> tuple[subprocess.CompletedProcess, dict]:
+def run_qemu_probes(validator, vm_dir: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """The QEMU probes for the VM whose socket would be in `vm_dir` (H1 binds it in QEMU's
+    working directory): named, so no other QEMU or listener on this machine is judged."""
     return run_report("run", "qemu.process", "qemu.binary", "--side", "both", "--host", "127.0.0.1",
-                      "--timeout", "1", validator=validator)
+                      "--socket", str(vm_dir / SOCKET_NAME), "--timeout", "1", validator=validator)
 
 
 def test_qemu_binary_helix_marker_and_staleness(validator):
@@ -311,7 +313,7 @@ def test_qemu_binary_helix_marker_and_staleness(validator):
     with stack:
         stack.start_fake_qemu()
         binary = stack.root / selftest.FAKE_QEMU_NAME
-        _, doc = run_qemu_probes(validator)
+        _, doc = run_qemu_probes(validator, stack.root)
         result = probe(doc, "qemu.binary")
         assert result["status"] == "pass", summary_table(doc)
         assert result["evidence"]["binary"] == str(binary), "another QEMU on this machine was picked"
@@ -320,7 +322,7 @@ def test_qemu_binary_helix_marker_and_staleness(validator):
 
         future = time.time() + 3600  # rebuilt on disk while the old one runs
         os.utime(binary, (future, future))
-        proc, doc = run_qemu_probes(validator)
+        proc, doc = run_qemu_probes(validator, stack.root)
         result = probe(doc, "qemu.binary")
         assert proc.returncode == 1
         assert result["status"] == "fail" and result["failure_id"] == "qemu-binary-stale", summary_table(doc)
@@ -337,7 +339,7 @@ def test_qemu_binary_without_helix(short_tmp, validator):
     fake = subprocess.Popen([str(binary), "300"], cwd=str(short_tmp), start_new_session=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        proc, doc = run_qemu_probes(validator)
+        proc, doc = run_qemu_probes(validator, short_tmp)
     finally:
         kill_group(fake)
     result = probe(doc, "qemu.binary")
