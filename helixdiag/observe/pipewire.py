@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from helixdiag.observe.parsers.common import ParseError, int_or_none
 from helixdiag.observe.system import CommandResult, run_command
 
 DEFAULT_REMOTE = "pipewire-0"
@@ -50,10 +51,6 @@ SPA_DATA_TYPES = {0: "Invalid", 1: "MemPtr", 2: "MemFd", 3: "DmaBuf", 4: "MemId"
 SHM_TYPES = frozenset({"MemPtr", "MemFd", "MemId"})
 VIDEO_SOURCE_CLASSES = ("Video/Source", "Stream/Output/Video")
 SESSION_MANAGERS = ("WirePlumber", "pipewire-media-session")
-
-
-class ParseError(ValueError):
-    """The text is not the tool output it should be (e.g. pw-dump that is not JSON)."""
 
 
 # =========================================================================== the socket
@@ -329,12 +326,12 @@ def parse_pw_dump(text: str) -> PwGraph:
                 if isinstance(dt, int):
                     mask = (mask or 0) | dt
             p = props(o)
-            ports.append(PwPort(o["id"], _int(p.get("node.id")), info.get("direction"),
+            ports.append(PwPort(o["id"], int_or_none(p.get("node.id")), info.get("direction"),
                                 p.get("port.name"), tuple(data_types(mask)) if mask is not None else None))
         elif kind == "Link":
             links.append(PwLink(
-                o["id"], _int(info.get("output-node-id")), _int(info.get("output-port-id")),
-                _int(info.get("input-node-id")), _int(info.get("input-port-id")),
+                o["id"], int_or_none(info.get("output-node-id")), int_or_none(info.get("output-port-id")),
+                int_or_none(info.get("input-node-id")), int_or_none(info.get("input-port-id")),
                 info.get("state"), info.get("error"), _video_format(info.get("format")),
             ))
         elif kind == "Node":
@@ -344,25 +341,15 @@ def parse_pw_dump(text: str) -> PwGraph:
         info, p, prm = info_of[o["id"]], props(o), params(o)
         fmt = next((f for f in map(_video_format, prm.get("Format") or []) if f), None)
         offered = tuple(f for f in map(_video_format, prm.get("EnumFormat") or []) if f)
-        client_id = _int(p.get("client.id"))
+        client_id = int_or_none(p.get("client.id"))
         nodes.append(PwNode(
-            id=o["id"], serial=_int(p.get("object.serial")), name=p.get("node.name"),
+            id=o["id"], serial=int_or_none(p.get("object.serial")), name=p.get("node.name"),
             description=p.get("node.description") or p.get("node.nick"),
             media_class=p.get("media.class"), state=info.get("state"), error=info.get("error"),
             client_id=client_id, application=clients.get(client_id) if client_id is not None else None,
-            format=fmt, offered=offered, n_output_ports=_int(info.get("n-output-ports")),
+            format=fmt, offered=offered, n_output_ports=int_or_none(info.get("n-output-ports")),
         ))
     return PwGraph(core, tuple(nodes), tuple(ports), tuple(links), clients)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
 
 
 # =========================================================================== the consumer
