@@ -348,7 +348,7 @@ class _GstScanner(_Scanner):
     def _on_go_scanout_mode(self, no: int, line: str, m: re.Match[str]) -> None:
         self.s.video_mode = "scanout"
         self._note("scanout-mode", "desktop-bridge runs in scanout mode: vsockenc is not used "
-                   "at all (FAILURES.md #60); force a GStreamer mode to test vsockenc", no, line)
+                   "at all; force a GStreamer mode to test vsockenc", no, line)
 
     def _on_bridge_pipeline(self, no: int, line: str, m: re.Match[str]) -> None:
         self.s.pipeline = m["pipeline"][:2000]
@@ -517,7 +517,7 @@ class _GstScanner(_Scanner):
         if "recv-thread" in self.eras and s.frames_sent and not s.frames_finished:
             self._note("recv-thread", "receive-thread element (b608802f0–9aa275186) and no "
                        "'Finished frame' line: replies pushed from that thread never reached "
-                       "appsink (FAILURES.md #9); update the element")
+                       "appsink; update the element")
         if self.overlapping:
             self._note("overlapping", f"{self.overlapping} frames were sent while the previous "
                        "one had no reply logged (log level too low, or an old element)")

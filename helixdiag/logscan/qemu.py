@@ -193,7 +193,7 @@ class _QemuScanner(_Scanner):
 
     def _on_already_initialized(self, no: int, line: str, m: re.Match[str]) -> None:
         self._note("re-init", "init ran again in the same process (display reset/resize); "
-                   "harmless on builds with the fix (FAILURES.md #37)", no, line)
+                   "harmless on builds with the fix", no, line)
 
     def _on_ready_tcp(self, no: int, line: str, m: re.Match[str]) -> None:
         self.run.listen = {"transport": "tcp", "host": m["host"], "port": _int(m["port"]),
@@ -452,7 +452,7 @@ class _QemuScanner(_Scanner):
                        b.get("port") and b.get("port") is not None]
             if earlier:
                 msg += ("; an earlier init in this log listened on that port (a previous QEMU still "
-                        "holding it, or a second init in the same process, #37)")
+                        "holding it, or a second init in the same process)")
             out.append(finding("qemu-bind-failed", msg, port=b.get("port"),
                                transport=b.get("transport"), error=b.get("error")))
         if "qemu-init-failed" in accs:
@@ -495,10 +495,10 @@ class _QemuScanner(_Scanner):
             acc = accs["stream-no-reply"]
             if acc.extra.get("double_init"):
                 msg = ("a client subscribed to a different frame-export instance than the one "
-                       "encoding (fe != g_fe): init ran twice and subscribers are invisible (#37)")
+                       "encoding (fe != g_fe): init ran twice and subscribers are invisible")
             else:
                 msg = f"{acc.count} encoded replies could not be delivered: " \
-                      f"{acc.fields.get('error', 'client gone')} (#42)"
+                      f"{acc.fields.get('error', 'client gone')}"
             out.append(finding("stream-no-reply", msg))
         if "stream-closed" in accs:
             acc = accs["stream-closed"]
@@ -522,7 +522,7 @@ class _QemuScanner(_Scanner):
         if not self.helix_lines:
             self._note("no-helix", "no [HELIX] / helix: line at all: this QEMU may have no Helix "
                        "module, frame-export init has not run yet (it waits for virgl), or the "
-                       "log is not QEMU's stderr (helix-debug.log is often empty, #38)",
+                       "log is not QEMU's stderr (helix-debug.log is often empty)",
                        related="qemu-no-helix")
         if run.unknown_types:
             kinds = ", ".join(f"{t} ({_MSG_TYPES.get(_int(t) or -1, '?')}) ×{n}"
@@ -534,15 +534,15 @@ class _QemuScanner(_Scanner):
         if run.transfer_pending is not None:
             self._note("transfer-hang", "the last readback 'About to call "
                        "virgl_renderer_transfer_read_iov' never COMPLETED: QEMU crashed or hung "
-                       "in the transfer (FAILURES.md #40/#41)", run.transfer_pending["line_no"],
+                       "in the transfer", run.transfer_pending["line_no"],
                        run.transfer_pending["line"])
         if run.no_subscriber_after_subscribe:
             self._note("no-subscriber", f"{run.no_subscriber_after_subscribe} page flips found "
-                       "no subscriber while a subscribed client was connected (#37)",
+                       "no subscriber while a subscribed client was connected",
                        related="stream-no-reply")
         if run.timeouts:
             self._note("recv-timeouts", f"{run.timeouts} idle clients were disconnected by the "
-                       "host's receive timeout; vsockenc then fails its next write (#14)",
+                       "host's receive timeout; vsockenc then fails its next write",
                        related="vsockenc-peer-closed")
         if self.runs:
             self._note("earlier-runs", f"{self.runs} earlier QEMU run(s) in this log; only the "

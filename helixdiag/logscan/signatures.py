@@ -222,7 +222,7 @@ _GST: tuple[Signature, ...] = (
     _g("old.gem-failed", rf"Failed to get GEM handle from DMA-BUF: {_ERR}",
        "DMA-BUF to GEM handle failed (old element)", level="WARNING", era="gem-handle"),
     _g("old.gem-resource", rf"DMA-BUF fd (?P<fd>{_N}) -> GEM handle/resource ID (?P<resource_id>{_U})",
-       "old element sends the process-local GEM handle as the resource id (FAILURES.md #10): "
+       "old element sends the process-local GEM handle as the resource id: "
        "the ids do not name the frame's resource", level="DEBUG", era="gem-handle", note=True),
     _g("old.write-header-failed", r"Failed to write header$", "write failed (P0 element)",
        PEER_CLOSED, level="ERROR", era="p0"),
@@ -290,7 +290,7 @@ _GST: tuple[Signature, ...] = (
        source="§4.4", anywhere=True, needle="QEMU frame read error", note=True,
        related="stream-closed"),
     _g("go.frame-dropped", r"scanout frame dropped \(channel full\)",
-       "encoded scanout frame dropped: up to ~1 s of corruption until the next keyframe (#56)",
+       "encoded scanout frame dropped: up to ~1 s of corruption until the next keyframe",
        source="§4.4", anywhere=True, needle="scanout frame dropped (channel full)"),
     _g("go.stats", r"scanout stream stats", "periodic scanout statistics", source="§4.4",
        anywhere=True, needle="scanout stream stats"),
@@ -307,7 +307,7 @@ _GST: tuple[Signature, ...] = (
     _g("go.subscribe-rejected", rf"subscribe rejected for scanout (?P<scanout>{_U})",
        "the host rejected the subscription", source="§4.4", anywhere=True,
        needle="subscribe rejected for scanout", note=True),
-    _g("go.drm-lease", rf"request DRM lease: {_ERR}", "DRM lease request failed (#61)",
+    _g("go.drm-lease", rf"request DRM lease: {_ERR}", "DRM lease request failed",
        source="§4.4", anywhere=True, needle="request DRM lease: ", note=True),
     _g("go.qemu-error", r"QEMU error: (?P<text>.*)", "the host sent ERROR on the scanout path",
        source="§4.4", anywhere=True, needle="QEMU error: ", note=True),
@@ -317,7 +317,7 @@ _GST: tuple[Signature, ...] = (
        "the host refused to enable a scanout", source="§4.4", anywhere=True,
        needle="QEMU refused to enable scanout", note=True),
     _g("go.disable-no-response", r"read disable response failed",
-       "no reply to DISABLE_SCANOUT: the host never sends one (10 s stall, #62)", source="§4.4",
+       "no reply to DISABLE_SCANOUT: the host never sends one (10 s stall)", source="§4.4",
        anywhere=True, needle="read disable response failed", note=True),
     _g("go.scanout-disabled", r"QEMU confirmed scanout disabled", "scanout disabled",
        source="§4.4", anywhere=True, needle="QEMU confirmed scanout disabled"),
@@ -325,7 +325,7 @@ _GST: tuple[Signature, ...] = (
        r"HELIX_ENCODER)\)", "desktop-bridge chose the vsockenc encoder", source="§4.4",
        anywhere=True, needle="using vsockenc ("),
     _g("go.scanout-mode", r"starting scanout mode \(QEMU H\.264 via TCP\)",
-       "desktop-bridge uses scanout mode: vsockenc is not used (#60)", source="§4.4",
+       "desktop-bridge uses scanout mode: vsockenc is not used", source="§4.4",
        anywhere=True, needle="starting scanout mode"),
 )
 
@@ -346,7 +346,7 @@ _QEMU: tuple[Signature, ...] = (
     _q("alloc-failed", rf"{_H}Failed to allocate HelixFrameExport", "out of memory at init",
        "qemu-init-failed", gen="H3–H4"),
     _q("already-initialized", rf"{_H}Already initialized, updating virtio_gpu pointer",
-       "second init call (reset/resize): expected, harmless after the fix (#37)", gen="H3–H4"),
+       "second init call (reset/resize): expected, harmless after the fix", gen="H3–H4"),
     _q("unix-socket-failed", rf"Failed to create UNIX socket: {_ERR}",
        "listener setup failed: no frame export", "qemu-init-failed", gen="H1", detect=False),
     _q("unix-bind-failed", rf"Failed to bind UNIX socket: {_ERR}",
@@ -378,7 +378,7 @@ _QEMU: tuple[Signature, ...] = (
     _q("guest-disconnected", rf"{_H}Guest disconnected", "client gone (EOF, error, timeout)",
        gen="H1–H2"),
     _q("recv-timeout", rf"{_H}Client recv timeout \((?P<idle>[^)]{{1,40}}) idle\), disconnecting",
-       "SO_RCVTIMEO fired: idle client dropped (#14, #20)", gen="H2/H3"),
+       "SO_RCVTIMEO fired: idle client dropped", gen="H2/H3"),
     _q("recv-error", rf"{_H}vsock recv error: {_ERR}", "socket error on the client connection",
        gen="H2", note=True),
     _q("recv-error-h1", rf"vsock recv error: {_ERR}", "socket error on the client connection",
@@ -386,12 +386,12 @@ _QEMU: tuple[Signature, ...] = (
     _q("invalid-magic", rf"{_H}Invalid message magic: (?P<magic>{_HEX})",
        "desync or non-HXFR client: the host closes the connection", "stream-closed", gen="H2"),
     _q("invalid-magic-h1", rf"Invalid message magic: (?P<magic>{_HEX})",
-       "desync or non-HXFR client: the host answers ERROR -1 (H1 framing, #28)", HOST_ERROR,
+       "desync or non-HXFR client: the host answers ERROR -1 (H1 framing)", HOST_ERROR,
        gen="H0–H1", detect=False),
     _q("unknown-type", rf"{_H}Unknown message type: (?P<msg_type>{_N})",
        "message type skipped (e.g. 3 KEYFRAME_REQ, 48 SUBSCRIBE on an H2 host)", gen="H2"),
     _q("unknown-type-h1", rf"Unknown message type: (?P<msg_type>{_N})",
-       "message type unknown: the host answers ERROR -1 (#28)", HOST_ERROR, gen="H0–H1",
+       "message type unknown: the host answers ERROR -1", HOST_ERROR, gen="H0–H1",
        detect=False),
     _q("read-body-failed", rf"{_H}Failed to read (?P<what>frame request|config request) body",
        "short read: the host drops the client", "stream-closed", gen="H2"),
@@ -418,7 +418,7 @@ _QEMU: tuple[Signature, ...] = (
        "desync or non-HXFR client: client dropped", "stream-closed", gen="H3–H4"),
     _q("subscribe", rf"{_H}Client (?P<client>{_U}) subscribing to scanout (?P<scanout>{_U}) "
        rf"\(fe=(?P<fe>[^\s)]{{1,40}}) g_fe=(?P<g_fe>[^\s)]{{1,40}})\)",
-       "SUBSCRIBE received; differing pointers mean a double init (#37): subscribers invisible",
+       "SUBSCRIBE received; differing pointers mean a double init: subscribers invisible",
        "stream-no-reply", when="fe != g_fe", step="request", gen="H3–H4"),
     _q("after-subscribe", rf"{_H}After subscribe: client\[(?P<client>{_U})\]\.active=(?P<active>{_U})"
        rf" \.subscribed=(?P<subscribed>{_U}) \.scanout=(?P<scanout>{_U})", "subscription state",
@@ -443,18 +443,18 @@ _QEMU: tuple[Signature, ...] = (
        rf"{_ERR}", "frame push failed (non-EAGAIN)", gen="H3-late/H4", note=True),
     _q("partial-send-close", rf"{_H}Partial send to client (?P<client>{_U}): (?P<sent>{_N})/"
        rf"(?P<total>{_U}) bytes.*closing to prevent stream corruption",
-       "congestion: the host closes the client after a partial frame (#56)", "stream-closed",
+       "congestion: the host closes the client after a partial frame", "stream-closed",
        gen="H4"),
     _q("partial-send", rf"{_H}Partial send to client (?P<client>{_U}): (?P<sent>{_N})/"
        rf"(?P<total>{_U}) bytes", "congestion: frame dropped after encoding, corruption up to the "
-       "next keyframe (#56)", gen="H3-late", note=True),
+       "next keyframe", gen="H3-late", note=True),
     _q("client-dropping", rf"{_H}Client (?P<client>{_U}): dropping frame \((?P<detail>.*)\)",
-       "client not draining: frames dropped (#56)", gen="later than H4"),
+       "client not draining: frames dropped", gen="later than H4"),
     # ── §4.2 legacy FRAME_REQUEST (H1–H3) ──
     _q("frame-request-pixels", rf"{_H}Frame request: resource_id=(?P<resource_id>{_U}), "
        rf"(?P<width>{_U})x(?P<height>{_U}), pts=(?P<pts>{_N}), pixel_data=(?P<pixel_data>YES|NO) "
        rf"\((?P<pixel_bytes>{_U}) bytes\)",
-       "request parsed; pixel_data=NO means the VM console is encoded (#39)",
+       "request parsed; pixel_data=NO means the VM console is encoded",
        "stream-wrong-picture", when="pixel_data=NO", step="request", gen="H2–H3", source="§4.2"),
     _q("frame-request", rf"{_H}Frame request: resource_id=(?P<resource_id>{_U}), (?P<width>{_U})x"
        rf"(?P<height>{_U}), pts=(?P<pts>{_N})$", "request parsed", step="request", gen="H1",
@@ -472,10 +472,10 @@ _QEMU: tuple[Signature, ...] = (
        r"resource ID from DmaBuf", "this build rejects resource_id=0: ERROR -2", HOST_ERROR,
        gen="H1b", source="§4.2"),
     _q("scanout0-resource", rf"{_H}Current scanout\[0\] resource_id=(?P<resource_id>{_U})",
-       "resource_id=0 replaced by scanout 0: the VM console is encoded (#39)",
+       "resource_id=0 replaced by scanout 0: the VM console is encoded",
        "stream-wrong-picture", gen="H1", source="§4.2"),
     _q("using-scanout-resource", rf"{_H}Using scanout resource_id=(?P<resource_id>{_U})",
-       "resource_id=0 replaced by scanout 0: the VM console is encoded (#39)",
+       "resource_id=0 replaced by scanout 0: the VM console is encoded",
        "stream-wrong-picture", gen="H1", source="§4.2"),
     _q("no-scanout-resource", rf"{_H}No scanout resource (?:set|available)",
        "no scanout to substitute for resource_id=0", gen="H1", source="§4.2", note=True),
@@ -524,7 +524,7 @@ _QEMU: tuple[Signature, ...] = (
        "readback falls back to path 2", gen="H1b+", source="§4.2"),
     _q("transfer-reading", rf"{_H}Reading pixel data from resource (?P<resource_id>{_U}) "
        rf"\((?P<width>{_U})x(?P<height>{_U})\) via transfer",
-       "readback path 2 (hangs forever without virgl_renderer_force_ctx_0, #41)", gen="H1b+",
+       "readback path 2 (hangs forever without virgl_renderer_force_ctx_0)", gen="H1b+",
        source="§4.2"),
     _q("revalidating", rf"{_H}Re-validating resource (?P<resource_id>{_U}) before transfer",
        "race check", gen="H1b+", source="§4.2"),
@@ -532,14 +532,14 @@ _QEMU: tuple[Signature, ...] = (
        source="§4.2"),
     _q("resource-freed", rf"{_H}ERROR: Resource (?P<resource_id>{_U}) no longer valid "
        rf"\(ret=(?P<ret>{_N})\) - likely freed by compositor",
-       "the compositor freed the scanout between lookup and transfer (#40)", gen="H1b+",
+       "the compositor freed the scanout between lookup and transfer", gen="H1b+",
        source="§4.2", note=True),
     _q("race-condition", rf"{_H}This is the race condition - scanout was freed between lookup "
-       r"and transfer", "readback race (#40)", gen="H1b+", source="§4.2"),
+       r"and transfer", "readback race", gen="H1b+", source="§4.2"),
     _q("still-valid", rf"{_H}Resource (?P<resource_id>{_U}) still valid, proceeding with transfer",
        "race check passed", gen="H1b+", source="§4.2"),
     _q("transfer-about", rf"{_H}About to call virgl_renderer_transfer_read_iov",
-       "transfer starts; without a later COMPLETED this is the crash/hang signature (#40, #41)",
+       "transfer starts; without a later COMPLETED this is the crash/hang signature",
        gen="H1b+", source="§4.2"),
     _q("transfer-params", rf"{_H}Transfer params: resource=(?P<resource_id>{_U}), ctx=0, "
        rf"stride=(?P<stride>{_U})", "transfer parameters", gen="H1b+", source="§4.2"),
@@ -559,7 +559,7 @@ _QEMU: tuple[Signature, ...] = (
        "copy into IOSurface done", gen="H1b+", source="§4.2"),
     _q("iosurface-from-displaysurface", rf"{_H}\S{{0,4}} ?Successfully created IOSurface "
        rf"(?P<surface>{_PTR}) \((?P<width>{_U})x(?P<height>{_U})\) from DisplaySurface "
-       rf"\(scanout (?P<scanout>{_U})\)", "the VM console (DisplaySurface) is encoded (#39)",
+       rf"\(scanout (?P<scanout>{_U})\)", "the VM console (DisplaySurface) is encoded",
        "stream-wrong-picture", gen="H1-v3–H3", source="§4.2"),
     _q("iosurface-from-resource", rf"{_H}\S{{0,4}} ?Successfully created IOSurface "
        rf"(?P<surface>{_PTR}) \((?P<width>{_U})x(?P<height>{_U})\) from resource "
@@ -583,7 +583,7 @@ _QEMU: tuple[Signature, ...] = (
     _q("using-guest-pixels", rf"{_H}Using pixel data from guest \((?P<bytes>{_U}) bytes\)",
        "the guest's pixels are encoded", gen="H2–H3", source="§4.2"),
     _q("no-pixels-fallback", rf"{_H}No pixel data, falling back to DisplaySurface",
-       "no pixels: the VM console is encoded (#39)", "stream-wrong-picture", gen="H2–H3",
+       "no pixels: the VM console is encoded", "stream-wrong-picture", gen="H2–H3",
        source="§4.2"),
     _q("invalid-pixel-params", rf"{_H}Invalid pixel data parameters", "pixel data rejected",
        gen="H2–H3", source="§4.2", note=True),
@@ -616,7 +616,7 @@ _QEMU: tuple[Signature, ...] = (
        "submitted to VideoToolbox; the reply comes from the callback", step="encode",
        gen="H2–H3", source="§4.2"),
     _q("encoding-failed", rf"{_H}Frame encoding failed: (?P<code>{_N})",
-       "encode submit failed (H2: no reply follows, #51)", "encoder-error", gen="H1–H3",
+       "encode submit failed (H2: no reply follows)", "encoder-error", gen="H1–H3",
        source="§4.2"),
     _q("vt-create-failed", rf"VTCompressionSessionCreate failed: (?P<code>{_N})",
        "VideoToolbox session not created", "encoder-unavailable", gen="H0–H3", source="§4.2"),
@@ -639,22 +639,22 @@ _QEMU: tuple[Signature, ...] = (
        "VideoToolbox delivered no sample: no reply", "encoder-error", gen="H1b–H3",
        source="§4.2"),
     _q("callback-socket-closed", rf"{_H}encoder_output_callback: socket closed, discarding frame",
-       "the client left before the reply (#42)", gen="H1b–H3", source="§4.2", note=True,
+       "the client left before the reply", gen="H1b–H3", source="§4.2", note=True,
        related="stream-no-reply"),
     _q("vt-encode-failed", rf"{_H}VideoToolbox encode failed: (?P<code>{_N})",
-       "asynchronous encode error: no reply (#51)", "encoder-error", gen="H1b–H3", source="§4.2"),
+       "asynchronous encode error: no reply", "encoder-error", gen="H1b–H3", source="§4.2"),
     _q("vt-encode-failed-h0", rf"VideoToolbox encode failed: (?P<code>{_N})",
-       "asynchronous encode error: no reply (#51)", "encoder-error", gen="H0–H1", source="§4.2"),
+       "asynchronous encode error: no reply", "encoder-error", gen="H0–H1", source="§4.2"),
     _q("parameter-set", rf"{_H}Parameter set (?P<index>{_U}): (?P<bytes>{_U}) bytes \(NAL type "
        rf"(?P<nal_type>{_N})\)", "SPS (7) / PPS (8) prepended on keyframes", gen="H2–H3",
        source="§4.2"),
     _q("parameter-sets", rf"{_H}Extracted (?P<count>{_U}) parameter sets, total (?P<bytes>{_U}) "
        r"bytes", "SPS/PPS extracted", gen="H2–H3", source="§4.2"),
     _q("no-data-buffer", r"No data buffer in sample",
-       "callback failure, no reply; leaves the mutex locked on H2/H3 (#43)", "encoder-error",
+       "callback failure, no reply; leaves the mutex locked on H2/H3", "encoder-error",
        gen="H0–H3", source="§4.2"),
     _q("data-pointer-failed", rf"Failed to get data pointer: (?P<code>{_N})",
-       "callback failure, no reply; leaves the mutex locked on H2/H3 (#43)", "encoder-error",
+       "callback failure, no reply; leaves the mutex locked on H2/H3", "encoder-error",
        gen="H0–H3", source="§4.2"),
     _q("annexb-alloc-failed", r"Failed to allocate annexb buffer", "callback failure, no reply",
        "encoder-error", gen="H0–H3", source="§4.2"),
@@ -669,15 +669,15 @@ _QEMU: tuple[Signature, ...] = (
     _q("converted-annexb", rf"{_H}Converted (?P<nal_units>{_U}) NAL units, output_size="
        rf"(?P<output_size>{_U})", "Annex-B conversion", gen="H2–H3", source="§4.2"),
     _q("send-response-failed", rf"{_H}Failed to send response: {_ERR}",
-       "reply not delivered (e.g. Broken pipe: the client left, #42)", "stream-no-reply",
+       "reply not delivered (e.g. Broken pipe: the client left)", "stream-no-reply",
        gen="H2–H3", source="§4.2"),
     _q("send-response-failed-h1", rf"Failed to send response: {_ERR}",
-       "reply not delivered (e.g. Broken pipe: the client left, #42)", "stream-no-reply",
+       "reply not delivered (e.g. Broken pipe: the client left)", "stream-no-reply",
        gen="H0–H1", source="§4.2"),
     _q("frame-sent", rf"{_H}Frame sent successfully: (?P<bytes>{_U}) bytes, pts=(?P<pts>{_N}), "
        rf"keyframe=(?P<keyframe>{_U})", "reply written", step="reply", gen="H1b–H3", source="§4.2"),
     _q("callback-socket-gone", rf"{_H}Callback fired but socket already closed, discarding frame",
-       "the client left before the reply (#42)", gen="H2–H3", source="§4.2", note=True,
+       "the client left before the reply", gen="H2–H3", source="§4.2", note=True,
        related="stream-no-reply"),
     # ── §4.3 scanout (SUBSCRIBE) path, H3–H4 ──
     _q("scanout-encoder", rf"{_H}Created encoder for scanout (?P<scanout>{_U}): (?P<width>{_N})x"
@@ -728,7 +728,7 @@ _QEMU: tuple[Signature, ...] = (
        "encode submitted (status != 0 is a failure)", "encoder-error", when="status != 0",
        step="encode", gen="H3–H4", source="§4.3"),
     _q("gl-block-timeout", rf"{_H}SAFETY: gl_block timeout \(100ms\)",
-       "the VideoToolbox callback did not fire (#52)", "encoder-error", gen="H3", source="§4.3"),
+       "the VideoToolbox callback did not fire", "encoder-error", gen="H3", source="§4.3"),
     _q("gpu-blit-no-display", r"\[GPU_BLIT\] EGL display not available, GPU blit disabled",
        "GPU blit disabled", gen="H3", source="§4.3", note=True),
     _q("gpu-blit-no-context", r"\[GPU_BLIT\] No current EGL context at init time, GPU blit "
@@ -777,11 +777,11 @@ _QEMU: tuple[Signature, ...] = (
        "virgl did not initialise: frame-export init never runs", "qemu-init-failed",
        source="§4.3"),
     _q("reentrant-io", r"warning: Blocked re-entrant IO on MemoryRegion: (?P<region>\S{1,200}) at "
-       rf"addr: (?P<addr>{_HEX})", "virtio-gpu notification lost: GPU deadlock risk (#63)",
+       rf"addr: (?P<addr>{_HEX})", "virtio-gpu notification lost: GPU deadlock risk",
        source="§4.3", anywhere=True, needle="Blocked re-entrant IO on MemoryRegion", note=True,
        detect=False),
     _q("vt-memory-watermark", rf"VTEncoderXPCServ \[(?P<pid>{_U})\] crossed memory high "
-       rf"watermark \((?P<mb>{_U}) MB\)", "VideoToolbox's ~1 GB encoder limit reached (#53)",
+       rf"watermark \((?P<mb>{_U}) MB\)", "VideoToolbox's ~1 GB encoder limit reached",
        "encoder-unavailable", source="§4.3", anywhere=True, needle="crossed memory high watermark"),
 )
 
