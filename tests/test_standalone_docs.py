@@ -81,7 +81,9 @@ def test_every_lint_rule_has_a_source_users_can_open():
         assert not citations(text), f"lint rule {rule.name} cites a background note: {text}"
         if rule.source.startswith("https://"):
             continue
-        assert (REPO / rule.source.split("#")[0]).is_file(), f"lint rule {rule.name}: {rule.source} does not exist"
+        page = REPO / rule.source.split("#")[0]
+        assert page.is_file(), f"lint rule {rule.name}: {rule.source} does not exist"
+        assert f"`{rule.name}`" in page.read_text(encoding="utf-8"), f"{rule.source} does not explain rule {rule.name}"
 
 
 # Pipelines that break every lint rule between them (the notes included).
