@@ -1,16 +1,23 @@
 """The one object that owns all terminal output.
 
-Commands never print directly: they ask the `Terminal` (set up once from the global
-options) so that colour, verbosity and "JSON only on stdout" are decided in one place.
+Commands never print directly: they ask the `Terminal` (set up from the global options,
+wherever on the command line they were given) so that colour, verbosity and "JSON only on
+stdout" are decided in one place. `-q` keeps errors and the one verdict line (`verdict()`).
+
+`guard_stdout()` makes a reader that goes away (`helixdiag … | head -1`) a non-event: the
+rest of the output is discarded and the command ends with its own exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.text import Text
 from rich.theme import Theme
 
 THEME = Theme(
@@ -37,9 +44,13 @@ class Terminal:
     """Human output goes to stderr when stdout is reserved for machine output (`--json -`)."""
 
     def __init__(self, *, verbosity: int = 0, no_color: bool = False) -> None:
+        self._stdout_reserved = False
+        self.configure(verbosity=verbosity, no_color=no_color)
+
+    def configure(self, *, verbosity: int, no_color: bool) -> None:
+        """(Re)apply the global options: they may come after the subcommand too."""
         self.verbosity = verbosity
         self.no_color = color_disabled(no_color)
-        self._stdout_reserved = False
         self._make_consoles()
 
     def _make_consoles(self) -> None:
@@ -70,6 +81,16 @@ class Terminal:
         if self.verbosity > 0:
             self.human.print(*objects, **kwargs)
 
+    def verdict(self, *objects: Any, **kwargs: Any) -> None:
+        """The command's final verdict line: shown even with -q."""
+        self.human.print(*objects, **kwargs)
+
+    def labelled(self, label: str, text: str | Text, *, indent: str = "  ", style: str = "hint") -> None:
+        """`indent + label + text`, the text's continuation lines hanging under its first
+        character instead of falling back to column 0. `text` is plain (never markup)."""
+        if not self.quiet:
+            self.human.print(hanging(indent + label, text, style=style))
+
     def error(self, message: str, hint: str | None = None) -> None:
         """Errors are always shown, on stderr, one line (plus an optional hint)."""
         self.err.print(f"[fail]error:[/fail] {_escape(message)}", soft_wrap=True)
@@ -86,7 +107,7 @@ class Terminal:
         if where:
             self.print(f"{indent}[muted]{_escape(where)}[/muted]", soft_wrap=True)
         if remedy:
-            self.print(f"{indent}[hint]remedy:[/hint] {_escape(finding.remedy)}")
+            self.labelled("remedy:", finding.remedy, indent=indent)
         self.print(f"{indent}[muted]more: helixdiag explain {finding.failure_id}[/muted]")
 
     def write_machine(self, text: str) -> None:
@@ -99,6 +120,91 @@ class Terminal:
     @property
     def is_tty(self) -> bool:
         return self.human.is_terminal
+
+
+def hanging(label: str, text: str | Text, *, style: str = "hint", text_style: str = "") -> Hanging:
+    """`label` (plain, in `style`) then `text`, wrapped with a hanging indent."""
+    head = Text(label, style=style) + (Text(" ") if label.strip() else Text())
+    body = text if isinstance(text, Text) else Text(text, style=text_style)
+    return Hanging(head, body)
+
+
+class Hanging:
+    """A renderable: head + body, the body word-wrapped to the width it is given (a terminal
+    line or a table cell) with its continuation lines under the body's first character."""
+
+    def __init__(self, head: Text, body: Text) -> None:
+        self.head, self.body = head, body
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(10, options.max_width - self.head.cell_len)
+        lines = list(self.body.wrap(console, width)) if self.body.plain else [Text()]
+        pad = Text(" " * self.head.cell_len)
+        for i, line in enumerate(lines):
+            line.rstrip()
+            out = (self.head if i == 0 else pad) + line
+            out.no_wrap = True
+            yield out
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        longest_word = max((len(w) for w in self.body.plain.split()), default=0)
+        head = self.head.cell_len
+        return Measurement(head + min(longest_word, 20), head + self.body.cell_len).clamp(
+            max_width=options.max_width)
+
+
+class PipeSafeStdout:
+    """sys.stdout, except that a reader that went away (EPIPE) is not an error: from then on
+    the output goes to /dev/null, so neither rich, nor a later write, nor the interpreter's
+    flush at exit sees a BrokenPipeError ("Exception ignored …")."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+            with contextlib.suppress(OSError, ValueError):  # what was buffered: to /dev/null
+                self._stream.flush()
+
+    def _discard(self) -> None:
+        self.reader_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_stdout() -> Any:
+    """Install `PipeSafeStdout` before any console is made; returns the stream it wraps."""
+    original = sys.stdout
+    if original is not None and not isinstance(original, PipeSafeStdout):
+        sys.stdout = PipeSafeStdout(original)
+    return original
+
+
+def finish_stdout() -> None:
+    """Flush stdout at the very end; a reader that is gone by now is not an error either."""
+    stream = sys.stdout
+    if stream is None:
+        return
+    if not isinstance(stream, PipeSafeStdout):
+        stream = PipeSafeStdout(stream)
+    stream.flush()
 
 
 def _escape(text: str) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 
 from helixdiag import __version__
-from helixdiag.errors import EXIT_CRASH, HelixdiagError
-from helixdiag.terminal import Terminal
+from helixdiag.errors import EXIT_CRASH, EXIT_USAGE, HelixdiagError
+from helixdiag.terminal import Terminal, finish_stdout, guard_stdout
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -24,22 +24,57 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class App:
     """What every command receives: the terminal and the global options."""
 
-    terminal: Terminal
-    verbosity: int
+    terminal: Terminal = field(default_factory=Terminal)
+    verbose: int = 0
+    quiet: bool = False
+    no_color: bool = False
+
+    @property
+    def verbosity(self) -> int:
+        return -1 if self.quiet else self.verbose
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+def _apply_output_option(ctx: click.Context, param: click.Parameter, value) -> None:
+    """-v counts up wherever it is given (`helixdiag -v run -v` is -vv); -q and --no-color
+    stick once given. The terminal is reconfigured at once."""
+    app = ctx.find_object(App)
+    if app is None:
+        app = ctx.find_root().obj = App()
+    if param.name == "verbose":
+        app.verbose += value or 0
+    elif value:
+        setattr(app, param.name, True)
+    app.terminal.configure(verbosity=app.verbosity, no_color=app.no_color)
+
+
+def output_options() -> list[click.Option]:
+    """The global output options, declared once: the group and every subcommand get a copy,
+    so they work before and after the subcommand alike."""
+    common = {"expose_value": False, "callback": _apply_output_option}
+    return [
+        click.Option(["-v", "--verbose"], count=True, help="Show more detail (every probe's evidence).", **common),
+        click.Option(["-q", "--quiet"], is_flag=True, help="Only errors and the final verdict.", **common),
+        click.Option(["--no-color"], is_flag=True, envvar="HELIXDIAG_NO_COLOR",
+                     help="Plain output without colour (also: NO_COLOR=1).", **common),
+    ]
+
+
+class HelixGroup(click.Group):
+    """A group whose subcommands all accept the global output options."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(output_options())
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(output_options())
+        super().add_command(cmd, name)
+
+
+@click.group(cls=HelixGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="helixdiag")
-@click.option("-v", "--verbose", count=True, help="Show more detail (every probe's evidence).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final verdict.")
-@click.option(
-    "--no-color",
-    is_flag=True,
-    envvar="HELIXDIAG_NO_COLOR",
-    help="Plain output without colour (also: NO_COLOR=1).",
-)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool, no_color: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Diagnose the Helix video path hop by hop.
 
     \b
@@ -52,11 +87,12 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, no_color: bool) -> None:
       helixdiag run --all             probe every layer that applies here
       helixdiag explain socket-stale  what a failure id means and how to fix it
 
+    -v, -q and --no-color work before or after the command.
+
     Exit codes: 0 no failure, 1 a failure was found, 2 usage/configuration error,
     3 helixdiag itself crashed.
     """
-    verbosity = -1 if quiet else verbose
-    ctx.obj = App(terminal=Terminal(verbosity=verbosity, no_color=no_color), verbosity=verbosity)
+    ctx.ensure_object(App)
 
 
 def _register_commands() -> None:
@@ -82,31 +118,57 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: never lets a traceback reach the user by accident."""
+    """Console-script entry point: never lets a traceback reach the user by accident, and a
+    reader that goes away (`| head -1`) does not change the exit code."""
+    original = guard_stdout()
     try:
-        rv = cli.main(args=argv, prog_name="helixdiag", standalone_mode=False)
-    except click.exceptions.Abort:
-        Terminal().error("aborted")
-        sys.exit(130)
+        code = _run(App(), argv)
+        finish_stdout()
+    finally:
+        sys.stdout = original
+    sys.exit(code)
+
+
+def _run(app: App, argv: list[str] | None) -> int:
+    try:
+        rv = cli.main(args=argv, prog_name="helixdiag", standalone_mode=False, obj=app)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help())
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        app.terminal.error(usage_message(exc))
+        return EXIT_USAGE
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        app.terminal.error("aborted")
+        return 130
     except HelixdiagError as exc:
-        Terminal().error(exc.message, exc.hint)
-        sys.exit(exc.exit_code)
+        app.terminal.error(exc.message, exc.hint)
+        return exc.exit_code
     except KeyboardInterrupt:
-        Terminal().error("interrupted")
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
+        app.terminal.error("interrupted")
+        return 130
+    except BrokenPipeError:  # a write that bypassed the guarded stdout; the reader is gone
+        return 0
     except Exception:  # noqa: BLE001 - this is the crash boundary
-        sys.exit(_report_crash())
-    sys.exit(rv if isinstance(rv, int) else 0)
+        return _report_crash(app.terminal)
+    return rv if isinstance(rv, int) else 0
 
 
-def _report_crash() -> int:
+def usage_message(exc: click.ClickException) -> str:
+    """click's message (with its "did you mean" suggestions), in our one-line style."""
+    message = " ".join(exc.format_message().split())
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message += ("" if message.endswith((".", "?", "!", ")")) else ".") + \
+            f" Try '{ctx.command_path} --help'."
+    return message
+
+
+def _report_crash(terminal: Terminal) -> int:
     """Exit 3: a short message, the traceback in a file the user can attach."""
     with tempfile.NamedTemporaryFile(
         "w", prefix="helixdiag-crash-", suffix=".txt", delete=False
@@ -114,7 +176,7 @@ def _report_crash() -> int:
         traceback.print_exc(file=fh)
         path = fh.name
     exc = sys.exc_info()[1]
-    Terminal().error(
+    terminal.error(
         f"helixdiag crashed: {type(exc).__name__}: {exc}",
         hint=f"traceback written to {path}; please attach it to a bug report",
     )
