@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from helixdiag import merge, remote, runner
-from helixdiag.cli.options import write_json
+from helixdiag.cli.options import FloatRange, IntRange, output_file, write_file, write_json
 from helixdiag.config import CHOICES, resolve
 from helixdiag.errors import ConfigError
 from helixdiag.report import bundle, html, junit, text
@@ -20,17 +18,17 @@ def run_options(func):
         click.option("--topology", type=click.Choice(CHOICES["topology"]), help="socat = TCP → socat → Unix socket → QEMU; tcp = QEMU listens itself."),
         click.option("--mode", type=click.Choice(CHOICES["mode"]), help="request (vsockenc) or scanout (SUBSCRIBE) for the stream probes."),
         click.option("--host", metavar="ADDR", help="What the guest dials (default 10.0.2.2; 127.0.0.1 with --side both)."),
-        click.option("--port", type=click.IntRange(1, 65535), help="The port the guest dials (default: discovered)."),
+        click.option("--port", type=IntRange(1, 65535), help="The port the guest dials (default: discovered)."),
         click.option("--socket", metavar="PATH", help="The Unix socket (default: socat's target, QEMU's cwd, UTM's Group Container)."),
         click.option("--qemu-log", metavar="PATH", help="QEMU's helix log (default on macOS: UTM's helix-debug.log)."),
         click.option("--gst-log", metavar="PATH", help="vsockenc's GST_DEBUG log."),
         click.option("--pipeline", metavar="STRING", help="The guest's GStreamer pipeline, for the lint."),
         click.option("--pipewire-node", metavar="ID|NAME", help="The PipeWire video source node."),
         click.option("--profile", metavar="NAME|FILE", help="A profile from checks/ (e.g. macos-host, ci-smoke) or a TOML file."),
-        click.option("--timeout", type=click.FloatRange(0.05, 600), help="Seconds per network wait (default 2)."),
-        click.option("--frames", type=click.IntRange(1, 10_000), help="Frames in the stream exchange (default 10)."),
+        click.option("--timeout", type=FloatRange(0.05, 600), help="Seconds per network wait (default 2)."),
+        click.option("--frames", type=IntRange(1, 10_000), help="Frames in the stream exchange (default 10)."),
         click.option("--size", metavar="WxH", help="Picture size of the stream exchange (default 640x360)."),
-        click.option("--deadline", type=click.FloatRange(1, 3600), help="Bound on the whole run, seconds (default 30)."),
+        click.option("--deadline", type=FloatRange(1, 3600), help="Bound on the whole run, seconds (default 30)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -45,15 +43,19 @@ CONFIG_KEYS = ("side", "topology", "mode", "host", "port", "socket", "qemu_log",
 @click.argument("names", nargs=-1, metavar="[PROBE_OR_LAYER]...")
 @click.option("--all", "run_all", is_flag=True, help="Every probe that applies (the default when nothing is named).")
 @run_options
-@click.option("--json", "json_dest", metavar="PATH|-", help="Write the JSON report ('-' = stdout, nothing else there).")
-@click.option("--junit", "junit_dest", metavar="PATH", help="Write JUnit XML (one testcase per probe).")
-@click.option("--html", "html_dest", metavar="PATH", help="Write a self-contained HTML report for the ticket.")
-@click.option("--bundle", "bundle_dest", metavar="PATH", help="Write a .tar.gz with the JSON/HTML reports and the logs' tails.")
+@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
+              help="Write the JSON report ('-' = stdout, nothing else there).")
+@click.option("--junit", "junit_dest", metavar="PATH", callback=output_file,
+              help="Write JUnit XML (one testcase per probe).")
+@click.option("--html", "html_dest", metavar="PATH", callback=output_file,
+              help="Write a self-contained HTML report for the ticket.")
+@click.option("--bundle", "bundle_dest", metavar="PATH", callback=output_file,
+              help="Write a .tar.gz with the JSON/HTML reports and the logs' tails.")
 @click.option("--redact-paths", is_flag=True, help="Also replace the home directory and user name in every output.")
 @click.option("--guest", "guest_prefix", metavar="PREFIX",
               help="Run the guest side through this command prefix (e.g. 'ssh ubuntu@helix-vm', "
                    "'docker exec -i NAME') and merge it into one report.")
-@click.option("--guest-timeout", type=click.FloatRange(1, 3600), default=90.0, show_default=True,
+@click.option("--guest-timeout", type=FloatRange(1, 3600), default=90.0, show_default=True,
               help="Bound on the remote guest run, seconds.")
 @click.pass_obj
 def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, redact_paths,
@@ -115,19 +117,14 @@ def execute_with_guest(app, flags: dict, names: list[str], run_all: bool, prefix
     return merge.merge(host, guest)
 
 
-def write_reports(app, report, *, json_dest=None, junit_dest=None, html_dest=None) -> None:
-    """The files asked for, then the text view (every command that reports uses this)."""
+def write_reports(app, report, *, json_dest=None, junit_dest=None, html_dest=None,
+                  verdict: bool = True) -> None:
+    """The files asked for, then the text view (every command that reports uses this).
+    `verdict=False` when the caller prints its own final line (selftest)."""
     if json_dest:
         write_json(app, json_dest, report.to_dict())
     if junit_dest:
-        _write(junit_dest, junit.render(report))
+        write_file(junit_dest, junit.render(report))
     if html_dest:
-        _write(html_dest, html.render(report))
-    text.render(app.terminal, report)
-
-
-def _write(path: str, content: str) -> None:
-    try:
-        Path(path).write_text(content)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        write_file(html_dest, html.render(report))
+    text.render(app.terminal, report, verdict=verdict)

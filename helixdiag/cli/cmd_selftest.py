@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from helixdiag import selftest
-from helixdiag.cli.cmd_run import _write, write_reports
-from helixdiag.cli.options import write_json
+from helixdiag.cli.cmd_run import write_reports
+from helixdiag.cli.options import output_file, write_file, write_json
 from helixdiag.errors import ConfigError
 from helixdiag.pipewire_stack import PipeWireUnavailable
+from helixdiag.report import html
 from helixdiag.report.model import Report
 
 
 @click.command("selftest")
 @click.option("--break", "break_id", metavar="ID|all",
               help=f"Break one layer on purpose and check the diagnosis names it: all, {', '.join(selftest.scenario_names())}.")
-@click.option("--json", "json_dest", metavar="PATH|-", help="Write the JSON report (the last one with --break all).")
-@click.option("--junit", "junit_dest", metavar="PATH", help="Write JUnit XML (one testcase per scenario with --break all).")
-@click.option("--html", "html_dest", metavar="PATH", help="Write the HTML report (single scenario runs).")
+@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
+              help="Write the JSON report (the last one with --break all).")
+@click.option("--junit", "junit_dest", metavar="PATH", callback=output_file,
+              help="Write JUnit XML (one testcase per scenario with --break all).")
+@click.option("--html", "html_dest", metavar="PATH", callback=output_file,
+              help="Write the HTML report (with --break all: one page, every scenario in it).")
 @click.pass_obj
 def command(app, break_id, json_dest, junit_dest, html_dest) -> None:
     """Start serve + real socat on loopback in a temporary directory, then diagnose it.
@@ -32,12 +37,12 @@ def command(app, break_id, json_dest, junit_dest, html_dest) -> None:
     Examples:
       helixdiag selftest
       helixdiag selftest --break socket-stale
-      helixdiag selftest --break all --junit selftest.xml
+      helixdiag selftest --break all --junit selftest.xml --html selftest.html
     """
     if json_dest == "-":
         app.terminal.reserve_stdout()
     if break_id == "all":
-        ok = _break_all(app, json_dest, junit_dest)
+        ok = _break_all(app, json_dest, junit_dest, html_dest)
     else:
         ok = _one(app, break_id, json_dest, junit_dest, html_dest)
     if not ok:
@@ -61,19 +66,21 @@ def _one(app, break_id, json_dest, junit_dest, html_dest=None) -> bool:
     except PipeWireUnavailable as exc:
         raise ConfigError(f"--break {break_id} needs a PipeWire this machine cannot start: {exc}") from None
     t.print("[muted]stack: " + " · ".join(notes) + "[/muted]")
-    write_reports(app, report, json_dest=json_dest, junit_dest=junit_dest, html_dest=html_dest)
+    write_reports(app, report, json_dest=json_dest, junit_dest=junit_dest, html_dest=html_dest,
+                  verdict=False)
     ok, got = verdict(break_id, report)
     if break_id:
         mark = "[pass]MATCH[/pass]" if ok else "[fail]MISMATCH[/fail]"
-        t.print(f"selftest: broke [id]{break_id}[/id], diagnosed [id]{got}[/id] → {mark}")
+        t.verdict(f"selftest: broke [id]{break_id}[/id], diagnosed [id]{got}[/id] → {mark}")
     else:
-        t.print(f"selftest: {'[pass]healthy stack diagnosed healthy[/pass]' if ok else '[fail]' + got + '[/fail]'}")
+        t.verdict(f"selftest: {'[pass]healthy stack diagnosed healthy[/pass]' if ok else '[fail]' + got + '[/fail]'}")
     return ok
 
 
-def _break_all(app, json_dest, junit_dest) -> bool:
+def _break_all(app, json_dest, junit_dest, html_dest) -> bool:
     t = app.terminal
     rows = []
+    reports: dict[str, Report] = {}
     names = [None, *selftest.scenario_names()]
     last = None
     for i, name in enumerate(names, 1):
@@ -92,7 +99,7 @@ def _break_all(app, json_dest, junit_dest) -> bool:
         ok, got = verdict(name, report)
         rows.append((label, got, ok, report.duration_ms))
         t.print(f"[{i}/{len(names)}] {label}: {'[pass]match[/pass]' if ok else '[fail]MISMATCH[/fail]'}")
-        last = report
+        reports[label] = last = report
     table = Table(title="selftest --break all", title_justify="left")
     for col in ("broken layer", "diagnosed root cause", "match", "time"):
         table.add_column(col)
@@ -103,8 +110,25 @@ def _break_all(app, json_dest, junit_dest) -> bool:
     if json_dest and last is not None:
         write_json(app, json_dest, last.to_dict())
     if junit_dest:
-        _write(junit_dest, _scenario_junit(rows))
+        write_file(junit_dest, _scenario_junit(rows))
+    if html_dest:
+        write_file(html_dest, html.render_scenarios(rows, reports))
+    _all_verdict(t, rows)
     return all(ok is not False for _, _, ok, _ in rows)
+
+
+def _all_verdict(t, rows) -> None:
+    """One line for the whole table: how many matched, which did not."""
+    ran = [r for r in rows if r[2] is not None]
+    wrong = [f"{label} → {got}" for label, got, ok, _ in rows if ok is False]
+    not_run = len(rows) - len(ran)
+    skipped = f" · {not_run} not run here" if not_run else ""
+    if wrong:
+        t.verdict(f"selftest --break all: [fail]MISMATCH[/fail] {len(wrong)} of {len(ran)}: "
+                  + escape("; ".join(wrong)) + skipped)
+    else:
+        t.verdict(f"selftest --break all: [pass]every scenario diagnosed as expected[/pass] "
+                  f"({len(ran)} of {len(ran)}){skipped}")
 
 
 def _scenario_junit(rows) -> str:

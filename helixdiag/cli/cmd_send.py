@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from helixdiag import net
-from helixdiag.cli.options import PIXEL_FORMAT, SIZE, write_json
+from helixdiag.cli.options import PIXEL_FORMAT, SIZE, FloatRange, IntRange, output_file, write_json
 from helixdiag.client import ExchangeOptions, ExchangeResult, exchange
 from helixdiag.errors import EXIT_FAILURE, ConfigError
 
@@ -18,22 +20,23 @@ from helixdiag.errors import EXIT_FAILURE, ConfigError
               metavar="tcp://HOST:PORT|unix://PATH", help="The host endpoint to talk to.")
 @click.option("--mode", type=click.Choice(["request", "scanout"]), default="request", show_default=True,
               help="request = like vsockenc (our pixels in, H.264 out); scanout = SUBSCRIBE and count pushes.")
-@click.option("--frames", type=click.IntRange(1, 10_000_000), default=300, show_default=True)
-@click.option("--duration", type=click.FloatRange(0.1, None), help="Run for S seconds instead of --frames.")
+@click.option("--frames", type=IntRange(1, 10_000_000), default=300, show_default=True)
+@click.option("--duration", type=FloatRange(0.1, None), help="Run for S seconds instead of --frames.")
 @click.option("--size", type=SIZE, default="1920x1080", show_default=True)
 @click.option("--format", "fmt", type=PIXEL_FORMAT, default="nv12", show_default=True,
               help="nv12 | bgrx | rgbx")
-@click.option("--fps", type=click.FloatRange(0, 1000), default=0.0, show_default=True,
+@click.option("--fps", type=FloatRange(0, 1000), default=0.0, show_default=True,
               help="Request rate; 0 = as fast as the server answers.")
-@click.option("--keyframe-interval", type=click.IntRange(0, 100_000), default=60, show_default=True,
+@click.option("--keyframe-interval", type=IntRange(0, 100_000), default=60, show_default=True,
               help="Set force_keyframe every N frames (0 = only the first).")
-@click.option("--timeout", type=click.FloatRange(0.05, 600), default=3.0, show_default=True,
+@click.option("--timeout", type=FloatRange(0.05, 600), default=3.0, show_default=True,
               help="Seconds to wait for each reply.")
-@click.option("--scanout-id", type=click.IntRange(0, 15), default=1, show_default=True)
+@click.option("--scanout-id", type=IntRange(0, 15), default=1, show_default=True)
 @click.option("--no-decode", is_flag=True, help="Skip decoding and the picture check (faster).")
-@click.option("--save", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+@click.option("--save", metavar="PATH", callback=output_file,
               help="Write the received H.264 (Annex-B) here, e.g. for ffprobe.")
-@click.option("--json", "json_dest", metavar="PATH|-", help="Write the result as JSON ('-' = stdout only).")
+@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
+              help="Write the result as JSON ('-' = stdout only).")
 @click.pass_obj
 def command(app, to, mode, frames, duration, size, fmt, fps, keyframe_interval, timeout,
             scanout_id, no_decode, save, json_dest) -> None:
@@ -72,6 +75,9 @@ def command(app, to, mode, frames, duration, size, fmt, fps, keyframe_interval, 
     if json_dest:
         write_json(app, json_dest, result.to_dict())
     render(app, result)
+    if save:
+        _saved(app, save, result)
+    _verdict(app, result)
     if result.status == "fail":
         raise click.exceptions.Exit(EXIT_FAILURE)
 
@@ -97,9 +103,25 @@ def render(app, result: ExchangeResult) -> None:
     if d["psnr_db"]:
         table.add_row("picture", f"PSNR min {d['psnr_db']['min']} dB · mean {d['psnr_db']['mean']} dB")
     term.print(table)
-    status = result.status
-    if status == "pass":
-        term.print("[pass]PASS[/pass] every reply valid, decoded and matching what was sent")
-        return
     for finding in result.findings.values():
         term.finding(finding)
+
+
+def _saved(app, path: str, result: ExchangeResult) -> None:
+    """Where --save wrote, and how much."""
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    frames = result.to_dict()["frames"]["received"]
+    app.terminal.print(f"saved {size} bytes of H.264 (Annex-B, {frames} frame{'s' if frames != 1 else ''}) "
+                       f"to {escape(os.path.abspath(path))}", soft_wrap=True)
+
+
+def _verdict(app, result: ExchangeResult) -> None:
+    """The last line, the one -q keeps."""
+    status = result.status
+    if status == "pass":
+        app.terminal.verdict("[pass]PASS[/pass] every reply valid, decoded and matching what was sent")
+        return
+    ids = ", ".join(f"[id]{fid}[/id]" for fid, f in result.findings.items() if f.severity == status)
+    f = result.to_dict()["frames"]
+    app.terminal.verdict(f"[{status}]{status.upper()}[/{status}] {ids} · {f['sent']} sent · "
+                         f"{f['received']} received")

@@ -1,8 +1,11 @@
-"""Option parsing shared by several commands (sizes, formats, JSON destinations)."""
+"""Option parsing shared by several commands: numbers in a range (said in plain words),
+sizes, formats, and output files — checked when the options are parsed, before any work,
+and written by one function."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,44 @@ from typing import Any
 import click
 
 from helixdiag.protocol import FORMAT_NAMES, PixelFormat
+
+
+class _PlainRange:
+    """Mixin for click's ranges: say what is expected, e.g. "'abc' is not a whole number;
+    expected a whole number from 1 to 65535" instead of "not a valid integer range"."""
+
+    noun = "number"
+
+    def expected(self) -> str:
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            if not (self.min_open or self.max_open):
+                return f"a {self.noun} from {lo} to {hi}"
+            return (f"a {self.noun} {'above' if self.min_open else 'of at least'} {lo} and "
+                    f"{'below' if self.max_open else 'at most'} {hi}")
+        if lo is not None:
+            return f"a {self.noun} {'above' if self.min_open else 'of at least'} {lo}"
+        if hi is not None:
+            return f"a {self.noun} {'below' if self.max_open else 'of at most'} {hi}"
+        return f"a {self.noun}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            try:
+                self._number_class(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a {self.noun}; expected {self.expected()}", param, ctx)
+            self.fail(f"{value} is out of range; expected {self.expected()}", param, ctx)
+
+
+class IntRange(_PlainRange, click.IntRange):
+    noun = "whole number"
+
+
+class FloatRange(_PlainRange, click.FloatRange):
+    noun = "number"
 
 
 class SizeType(click.ParamType):
@@ -47,15 +88,54 @@ class PixelFormatType(click.ParamType):
 PIXEL_FORMAT = PixelFormatType()
 
 
+def output_problem(path: str) -> str | None:
+    """Why a file cannot be written at `path` (None when it can): checked before the work,
+    so that a typo in `--html` does not cost a whole run."""
+    target = Path(path).expanduser()
+    if not path.strip():
+        return "an empty file name"
+    if target.is_dir():
+        return f"{path} is a directory; give a file name in it"
+    parent = target.parent
+    if not parent.exists():
+        return f"the directory {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return f"{path} is not writable"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create files in {parent} (permission denied)"
+    return None
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Callback for output options (`--json PATH|-`, `--junit`, `--html`, `--bundle`,
+    `--save`): exit 2 at once, one line, when the file cannot be written."""
+    if value is None or value == "-":
+        return value
+    problem = output_problem(value)
+    if problem:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
+
+
+def write_file(path: str, content: str | bytes) -> int:
+    """Write an output file; returns the bytes written. A failure is one line, exit 2."""
+    data = content.encode() if isinstance(content, str) else content
+    try:
+        Path(path).expanduser().write_bytes(data)
+    except OSError as exc:
+        from helixdiag.errors import ConfigError
+
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return len(data)
+
+
 def write_json(app, destination: str, document: Any) -> None:
     """`-` → stdout (and nothing else there), else a file."""
     text = json.dumps(document, indent=2, default=str)
     if destination == "-":
         app.terminal.write_machine(text)
         return
-    try:
-        Path(destination).write_text(text + "\n")
-    except OSError as exc:
-        from helixdiag.errors import ConfigError
-
-        raise ConfigError(f"cannot write JSON to {destination}: {exc.strerror or exc}") from None
+    write_file(destination, text + "\n")

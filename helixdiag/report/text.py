@@ -1,5 +1,7 @@
 """The terminal view: the path hop by hop, guest → host, the broken hop marked, and the
-root cause with its evidence and remedy under it. `-v` lists every probe's evidence."""
+root cause with its evidence and remedy under it (long lines hang under their label).
+`-v` lists every probe's evidence, long values cut on a word boundary. The last line is the
+verdict with the root cause's id — all that `-q` leaves."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from rich.text import Text
 from helixdiag.layers import LAYERS
 from helixdiag.probes import Status
 from helixdiag.report.model import ProbeResult, Report
+from helixdiag.terminal import hanging
 
 SYMBOL = {
     Status.PASS: "✔", Status.WARN: "▲", Status.FAIL: "✘", Status.ERROR: "‼",
@@ -30,7 +33,8 @@ def layer_status(results: list[ProbeResult]) -> tuple[Status, ProbeResult | None
     return Status.SKIP, None
 
 
-def render(terminal, report: Report) -> None:
+def render(terminal, report: Report, *, verdict: bool = True) -> None:
+    """`verdict=False`: the last line is ordinary output (the caller prints its own verdict)."""
     t = terminal
     report = report.redacted()
     diag = report.diagnosis
@@ -71,7 +75,8 @@ def render(terminal, report: Report) -> None:
                 table.add_row("", "", "", f"[muted]{p.id}:[/muted] [{p.status}]{p.status}[/{p.status}] "
                                           f"{escape(p.summary)}")
                 for key, value in p.evidence.items():
-                    table.add_row("", "", "", f"[muted]    {escape(key)} = {escape(_short(value))}[/muted]")
+                    table.add_row("", "", "", hanging(f"    {key} =", _short(value), style="muted",
+                                                      text_style="muted"))
     t.print(table)
 
     if root:
@@ -80,11 +85,12 @@ def render(terminal, report: Report) -> None:
                 f"[muted]({root.layer} · {root.probe})[/muted]")
         probe = next((p for p in report.probes if p.id == root.probe), None)
         if probe:
-            t.print(f"  {escape(probe.summary)}")
+            t.labelled("", probe.summary)
             for key, value in list(probe.evidence.items())[:8]:
-                t.print(f"  [muted]{escape(key)}:[/muted] {escape(_short(value))}")
-        t.print(f"  [hint]remedy:[/hint] {escape(root.remedy)}")
-        t.print(f"  [muted]more: helixdiag explain {root.failure_id}  (docs/failures/{root.failure_id}.md)[/muted]")
+                t.labelled(f"{key}:", _short(value), style="muted")
+        t.labelled("remedy:", root.remedy)
+        t.labelled("more:", f"helixdiag explain {root.failure_id}  (docs/failures/{root.failure_id}.md)",
+                   style="muted")
     others = [f for f in diag.findings if not root or f != root.failure_id]
     if others:
         t.print("[muted]also found:[/muted] " + ", ".join(f"[id]{f}[/id]" for f in others))
@@ -93,8 +99,10 @@ def render(terminal, report: Report) -> None:
     for p in report.probes:
         counts[str(p.status)] = counts.get(str(p.status), 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: RANK.index(Status(kv[0]))))
-    verdict = diag.status.upper()
-    t.print(f"[{diag.status}]{verdict}[/{diag.status}] · {tally} · {report.duration_ms / 1000:.2f} s")
+    cause = f" · root cause [id]{root.failure_id}[/id]" if root else ""
+    line = (f"[{diag.status}]{diag.status.upper()}[/{diag.status}]{cause} · {tally} · "
+            f"{report.duration_ms / 1000:.2f} s")
+    (t.verdict if verdict else t.print)(line)
 
 
 def _describe(result: ProbeResult | None, status: Status) -> str:
@@ -109,5 +117,13 @@ def _describe(result: ProbeResult | None, status: Status) -> str:
 
 
 def _short(value: Any, limit: int = 160) -> str:
+    """The value as text, at most `limit` characters: cut at the last space before the limit
+    (a hard cut only when there is none in its second half), then an ellipsis."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
