@@ -1,20 +1,23 @@
 """`helixdiag logs FILE...`: scan GST_DEBUG (vsockenc) and QEMU `[HELIX]` logs for known signatures.
 
 Each file is scanned in bounded memory (`helixdiag.logscan`); its kind is detected from the
-content unless `--kind` says. Exit codes: 0 no failure (warnings allowed), 1 a finding of
-severity fail, 2 a file could not be read (the others are still scanned and reported).
+content unless `--kind` says. Every file says how many lines were read and recognised; a
+file with nothing recognised is never called healthy. Exit codes: 0 no failure (warnings
+allowed), 1 a finding of severity fail, 2 a file could not be read or is not a text log
+(the others are still scanned and reported).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 import click
 from rich.markup import escape
 
 from helixdiag import logscan
-from helixdiag.cli.options import write_json
+from helixdiag.cli.options import output_file, write_json
 from helixdiag.errors import EXIT_FAILURE, EXIT_USAGE, ConfigError
 from helixdiag.findings import worst_status
 
@@ -27,7 +30,8 @@ _LABEL = 9  # width of the fact labels
 @click.option("--kind", type=click.Choice(["auto", "gst", "qemu"]), default="auto", show_default=True,
               help="Log kind: vsockenc GST_DEBUG (gst) or QEMU stderr / helix-debug.log (qemu); "
                    "auto detects it from the content.")
-@click.option("--json", "json_dest", metavar="PATH|-", help="Write the results as JSON ('-' = stdout only).")
+@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
+              help="Write the results as JSON ('-' = stdout only).")
 @click.pass_obj
 def command(app, files: tuple[str, ...], kind: str, json_dest: str | None) -> None:
     """Scan vsockenc GST_DEBUG logs and QEMU [HELIX] logs for known failure signatures.
@@ -53,6 +57,12 @@ def command(app, files: tuple[str, ...], kind: str, json_dest: str | None) -> No
             term.error(exc.message)
             errors.append({"path": name, "error": exc.message})
             continue
+        if summary.looks_binary:
+            message = (f"{summary.source or name}: not a text log ({summary.binary_lines} of "
+                       f"{summary.lines} lines hold binary or undecodable bytes)")
+            term.error(message)
+            errors.append({"path": name, "error": message})
+            continue
         summaries.append(summary)
         render(app, summary)
     findings = [f for s in summaries for f in s.findings]
@@ -73,6 +83,11 @@ def command(app, files: tuple[str, ...], kind: str, json_dest: str | None) -> No
 
 
 def _scan(name: str, kind: str) -> logscan.LogSummary:
+    if name != "-":
+        if not os.path.lexists(name):
+            raise ConfigError(f"no such file: {name}")
+        if os.path.isdir(name):
+            raise ConfigError(f"{name} is a directory, not a log file")
     if name == "-":
         raw = getattr(sys.stdin, "buffer", None)
         if raw is None:  # stdin replaced by a text-only stream
@@ -98,7 +113,8 @@ def render(app, summary: logscan.LogSummary) -> None:
     elif isinstance(summary, logscan.QemuLogSummary):
         _render_qemu(app, src, summary)
     else:
-        term.print(f"[bold]{src}[/bold]  not recognised · {summary.lines} lines")
+        term.print(f"[bold]{src}[/bold]  not a vsockenc GST_DEBUG log nor a QEMU host log")
+    _lines_row(app, summary)
     if summary.long_lines or summary.binary_lines:
         _row(app, "input", f"{summary.long_lines} lines cut at {logscan.MAX_LINE_CHARS // 1024} KiB · "
                            f"{summary.binary_lines} lines with binary or undecodable bytes")
@@ -111,6 +127,29 @@ def render(app, summary: logscan.LogSummary) -> None:
     for note in summary.notes:
         see = f" [muted](helixdiag explain {note.related})[/muted]" if note.related else ""
         term.print(f"  [muted]note:[/muted] {escape(note.message)}{see}", soft_wrap=True)
+
+
+def _lines_row(app, s: logscan.LogSummary) -> None:
+    """What was read and what of it was recognised (the kinds of line only with -v)."""
+    read = f"{s.lines} read"
+    if not s.recognised_lines:
+        if isinstance(s, logscan.GstLogSummary):
+            why = (f"{s.gst_lines} in GST_DEBUG shape, none from vsockenc (GST_DEBUG=vsockenc:5?)"
+                   if s.gst_lines else "no GST_DEBUG line at all")
+        elif isinstance(s, logscan.QemuLogSummary):
+            why = "no [HELIX] line this tool knows"
+        else:
+            why = ""  # the note says what was looked for
+        app.terminal.labelled(f"{'lines':<{_LABEL}}", f"{read} · none recognised" + (f": {why}" if why else ""),
+                              style="muted")
+        return
+    kinds = s.recognised_kinds
+    unknown = s.lines - s.recognised_lines
+    text = (f"{read} · {s.recognised_lines} recognised, {len(kinds)} kind{'s' if len(kinds) != 1 else ''}"
+            + (f" · {unknown} not recognised" if unknown else ""))
+    if app.terminal.verbosity > 0:
+        text += ": " + ", ".join(f"{k} ×{n}" for k, n in kinds.items())
+    app.terminal.labelled(f"{'lines':<{_LABEL}}", text, style="muted")
 
 
 def _render_gst(app, src: str, s: logscan.GstLogSummary) -> None:
@@ -178,14 +217,29 @@ def _render_qemu(app, src: str, s: logscan.QemuLogSummary) -> None:
 
 def _verdict(app, summaries: list[logscan.LogSummary], status: str,
              errors: list[dict[str, str]]) -> None:
-    console = app.terminal.human
+    """The last line (all that -q leaves besides errors). PASS only when every file was read
+    and something in each was recognised."""
+    if not summaries:
+        return  # nothing was scanned: the error lines say it all
     n = len(summaries)
     files = f"{n} file{'s' if n != 1 else ''}"
-    unread = f"; {len(errors)} could not be read" if errors else ""
-    if status == "pass":
-        console.print(f"[pass]PASS[/pass] no known failure signature in {files}{unread}")
-        return
-    ids = sorted({f.failure_id for s in summaries for f in s.findings
-                  if f.severity == status})
-    label = "FAIL" if status == "fail" else "WARN"
-    console.print(f"[{status}]{label}[/{status}] {', '.join(ids)} in {files}{unread}")
+    blind = [s for s in summaries if not s.recognised_lines]
+    tail = ""
+    if blind and len(blind) < n:
+        tail += "; nothing recognised in " + ", ".join(escape(s.source or "?") for s in blind)
+    if errors:
+        tail += f"; {len(errors)} could not be read"
+    if status in ("fail", "warn"):
+        ids = sorted({f.failure_id for s in summaries for f in s.findings if f.severity == status})
+        label = "FAIL" if status == "fail" else "WARN"
+        line = f"[{status}]{label}[/{status}] {', '.join(ids)} in {files}{tail}"
+    elif len(blind) == n:
+        read = sum(s.lines for s in blind)
+        line = (f"[warn]NOTHING RECOGNISED[/warn] in {files}: {read} line{'s' if read != 1 else ''} "
+                f"read, none of them a vsockenc or QEMU [HELIX] line this tool knows{tail}")
+    elif blind or errors:
+        some = f"{n - len(blind)} of {files}" if n > 1 else files
+        line = f"[warn]INCOMPLETE[/warn] no known failure signature in {some}{tail}"
+    else:
+        line = f"[pass]PASS[/pass] no known failure signature in {files}"
+    app.terminal.verdict(line, soft_wrap=True)

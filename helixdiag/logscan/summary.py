@@ -59,6 +59,18 @@ class LogSummary:
     def finding(self, failure_id: str) -> Finding | None:
         return next((f for f in self.findings if f.failure_id == failure_id), None)
 
+    @property
+    def recognised_kinds(self) -> dict[str, int]:
+        """The kinds of line recognised and how often, e.g. {"sent-frame": 6, "finished": 5}
+        (signature names without their log-kind prefix)."""
+        return {name.split(".", 1)[-1]: n for name, n in self.signature_counts.items()}
+
+    @property
+    def looks_binary(self) -> bool:
+        """Nothing recognised and at least a tenth of the lines hold NUL or undecodable bytes:
+        not a text log (an executable, an image, a core file …)."""
+        return self.recognised_lines == 0 and self.lines > 0 and self.binary_lines * 10 >= self.lines
+
     def _base_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "source": self.source, "status": self.status,
