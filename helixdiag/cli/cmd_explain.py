@@ -35,7 +35,10 @@ def command(app, failure_id: str | None, list_all: bool, as_json: bool) -> None:
         return
     if not failure_id:
         raise click.UsageError("give a FAILURE_ID, or --list to see them all")
-    entry = failures.get(failure_id)  # UnknownFailureId → exit 2 with "did you mean …"
+    try:
+        entry = failures.get(failure_id)
+    except failures.UnknownFailureId as exc:  # exit 2, one line: "did you mean …?"
+        raise failures.UnknownFailureId(failure_id, suggest(failure_id, exc.suggestions)) from None
     if as_json:
         app.terminal.write_machine(json.dumps(_as_dict(entry), indent=2))
         return
@@ -46,6 +49,21 @@ def command(app, failure_id: str | None, list_all: bool, as_json: bool) -> None:
     else:
         console.file.write(text if text.endswith("\n") else text + "\n")
         console.file.flush()
+
+
+def suggest(query: str, close: list[str], limit: int = 4) -> list[str]:
+    """Ids that contain what was typed (`stale` → socket-stale; `stale socket` too: every
+    word), whole words and shorter ids first, then difflib's close matches."""
+    words = [w for w in query.strip().lower().replace("_", "-").replace(" ", "-").split("-") if w]
+    if not words:
+        return close[:limit]
+
+    def rank(fid: str) -> tuple[int, int]:
+        parts = fid.split("-")
+        return (0 if all(w in parts for w in words) else 1, len(fid))
+
+    found = sorted((fid for fid in failures.all_ids() if all(w in fid for w in words)), key=rank)
+    return list(dict.fromkeys([*found, *close]))[:limit]
 
 
 def _as_dict(entry: failures.Failure) -> dict[str, str]:
