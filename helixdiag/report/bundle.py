@@ -1,5 +1,6 @@
 """`run --bundle PATH`: one .tar.gz for the ticket — the JSON and HTML reports, the
-redacted tails of the logs the run read, and a manifest — with a size cap."""
+redacted tails of the logs the run read, and a manifest — with a size cap. The manifest's
+`redactions` lists every redaction applied to any file in the bundle."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ MAX_BUNDLE = 8 * 1024 * 1024  # uncompressed, all members together
 def write(report: Report, path: str) -> dict:
     """Write the bundle; returns its manifest."""
     doc = report.to_dict()
-    members: list[tuple[str, bytes]] = [
-        ("report.json", json.dumps(doc, indent=2, default=str).encode()),
-        ("report.html", html.render(report).encode()),
+    in_report = set(doc["redactions"])
+    # (name, data, the redactions applied to that member)
+    members: list[tuple[str, bytes, set[str]]] = [
+        ("report.json", json.dumps(doc, indent=2, default=str).encode(), in_report),
+        ("report.html", html.render(report).encode(), in_report),
     ]
     secrets = secret_values()
     if report.redact_paths:
@@ -32,30 +35,34 @@ def write(report: Report, path: str) -> dict:
         log = doc["config"].get(key)
         raw_path = report.config.get(key)
         if raw_path and os.path.isfile(raw_path):
-            members.append((f"logs/{key}.tail.txt", _tail(raw_path, secrets)))
+            applied: set[str] = set()
+            members.append((f"logs/{key}.tail.txt", _tail(raw_path, secrets, applied), applied))
         elif log:
-            members.append((f"logs/{key}.missing.txt", f"{log}: not readable when the run was made\n".encode()))
+            members.append((f"logs/{key}.missing.txt", f"{log}: not readable when the run was made\n".encode(),
+                            in_report))
     total = 0
-    kept: list[tuple[str, bytes]] = []
+    kept: list[tuple[str, bytes, set[str]]] = []
     dropped: list[str] = []
-    for name, data in members:
+    for name, data, applied in members:
         if total + len(data) > MAX_BUNDLE:
             dropped.append(name)
             continue
-        kept.append((name, data))
+        kept.append((name, data, applied))
         total += len(data)
     manifest = {
         "tool": {"name": "helixdiag", "version": __version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "diagnosis": doc["diagnosis"]["status"],
         "root_cause": (doc["diagnosis"]["root_cause"] or {}).get("failure_id"),
-        "files": [{"name": n, "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()} for n, d in kept],
+        "files": [{"name": n, "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest(),
+                   "redactions": sorted(a)} for n, d, a in kept],
         "dropped_over_cap": dropped,
-        "redactions": doc["redactions"],
+        "redactions": sorted(set().union(*(a for _, _, a in kept))),
     }
-    kept.append(("manifest.json", json.dumps(manifest, indent=2).encode()))
+    files = [(n, d) for n, d, _ in kept]
+    files.append(("manifest.json", json.dumps(manifest, indent=2).encode()))
     with tarfile.open(path, "w:gz") as tar:
-        for name, data in kept:
+        for name, data in files:
             info = tarfile.TarInfo(f"helixdiag-report/{name}")
             info.size = len(data)
             info.mtime = int(time.time())
@@ -64,7 +71,8 @@ def write(report: Report, path: str) -> dict:
     return manifest
 
 
-def _tail(path: str, secrets: dict[str, str]) -> bytes:
+def _tail(path: str, secrets: dict[str, str], applied: set[str]) -> bytes:
+    """The log's last LOG_TAIL bytes from a whole line on, redacted (labels into `applied`)."""
     with open(path, "rb") as fh:
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
@@ -74,4 +82,4 @@ def _tail(path: str, secrets: dict[str, str]) -> bytes:
     if size > LOG_TAIL:
         text = text.split("\n", 1)[-1]  # start at a whole line
         text = f"[… first {size - LOG_TAIL} bytes omitted]\n" + text
-    return redact(text, secrets, set()).encode()
+    return redact(text, secrets, applied).encode()
