@@ -19,6 +19,7 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pexpect
@@ -26,7 +27,24 @@ import pexpect
 from helixdiag.errors import ConfigError
 
 BEGIN, JSON_END, END, MISSING = "HXD-BEGIN", "HXD-JSON-END", "HXD-END", "HXD-MISSING"
-INSTALL_HINT = "python3 -m pip install --user 'helixdiag @ git+<this repository>'  (or pipx install …)"
+
+
+def install_hint() -> str:
+    """How to put helixdiag on a guest, as it really works: it is not published on PyPI, so
+    build a wheel from a checkout (this one, when helixdiag runs from it), copy it over and
+    install it with pip; its dependencies come from PyPI. The guest script then finds it as
+    `helixdiag` or `python3 -m helixdiag`."""
+    from helixdiag import __version__
+
+    wheel = f"helixdiag-{__version__}-py3-none-any.whl"
+    here = Path(__file__).resolve().parent.parent
+    checkout = shlex.quote(str(here)) if (here / "pyproject.toml").is_file() else "CHECKOUT"
+    return (f"build a wheel here: python3 -m pip wheel --no-deps -w dist {checkout} ; copy "
+            f"dist/{wheel} to the guest and run there: python3 -m pip install --user ./{wheel} "
+            "(add --break-system-packages if pip refuses with externally-managed-environment)")
+
+
+INSTALL_HINT = install_hint()
 
 PROMPTS = [
     (re.compile(r"(?i)password[^\n]*:\s*$"), "the remote asks for a password; use key-based login (ssh-copy-id) or an agent"),
@@ -99,7 +117,7 @@ def run_guest(prefix: str, args: list[str], *, connect_timeout: float = 20.0,
         index = child.expect([re.compile(MISSING), re.compile(JSON_END + r" (\d+)"), pexpect.EOF, pexpect.TIMEOUT],
                              timeout=run_timeout)
         if index == 0:
-            raise RemoteError(f"helixdiag is not installed on the guest ({prefix}); install it there with: {INSTALL_HINT}")
+            raise RemoteError(f"helixdiag is not installed on the guest ({prefix})", hint=INSTALL_HINT)
         if index in (2, 3):
             what = "ended" if index == 2 else f"did not finish within {run_timeout:g} s"
             raise RemoteError(f"{prefix}: the guest run {what} (last output: {_last_words(child.before)})")
