@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helixdiag.observe.pipewire import merge_dump_arrays
+from helixdiag.observe.pipewire_graph import merge_dump_arrays
 
 READY_TIMEOUT = 10.0  # seconds for each daemon / node to appear (normally 0.01-0.05 s)
 STOP_TIMEOUT = 3.0

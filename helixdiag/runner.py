@@ -19,7 +19,7 @@ from helixdiag import failures, graph
 from helixdiag.config import RunConfig
 from helixdiag.errors import UsageError
 from helixdiag.layers import LAYER_NAMES, Side
-from helixdiag.observe.system import Observations
+from helixdiag.observe.facts import Observations
 from helixdiag.probes import Outcome, ProbeSpec, Status, all_probes, blocked, skipped
 from helixdiag.probes.context import ProbeContext
 from helixdiag.report.model import ProbeResult, Report, environment
@@ -77,7 +77,7 @@ class Runner:
         started = time.monotonic()
         deadline = started + self.config.deadline
         env_box: dict[str, object] = {}
-        env_thread = threading.Thread(target=lambda: env_box.update(environment(self.config.side)), daemon=True)
+        env_thread = threading.Thread(target=lambda: env_box.update(environment(self.config.side, self.ctx.obs.tool_versions())), daemon=True)
         env_thread.start()
         _ = self.ctx.topology  # discover once, before probes race for it
 

@@ -22,7 +22,8 @@ from typing import TypeVar
 from helixdiag import net
 from helixdiag.config import KNOWN_PORTS, SOCKET_NAME, RunConfig
 from helixdiag.observe import parsers
-from helixdiag.observe.system import Observations, ProcInfo
+from helixdiag.observe.facts import Observations
+from helixdiag.observe.processes import ProcInfo
 
 QEMU_DEFAULT_PORT = 15937  # helix-port=0 means this (qemu-utm virtio-gpu.h)
 START_TIME_PRECISION_S = 1.0  # Linux derives start times from the boot time in whole seconds
@@ -308,7 +309,7 @@ def _discovered_path(f: _Facts) -> Topology:
         return _socat_path(f, hop, rule, f"socat running (pid {hop.pid})", "")
     if cfg.topology != "tcp":
         # An H1-era QEMU binds a relative socket name in its working directory.
-        bound = [q for q in f.qemu if q.process.cwd and os.path.lexists(os.path.join(q.process.cwd, SOCKET_NAME))]
+        bound = [q for q in f.qemu if q.process.cwd and f.obs.exists(os.path.join(q.process.cwd, SOCKET_NAME))]
         if bound:
             q, rule = choose(bound, set(), f.pid_file)
             topo = _socat_path(f, None, "", f"QEMU pid {q.pid} has {SOCKET_NAME} in its working directory", "")
@@ -373,13 +374,13 @@ def _attach_qemu(f: _Facts, topo: Topology) -> None:
         if not candidates and topo.socat is not None and topo.socat.config.target_path_relative:
             # socat resolved a relative name against its own directory: QEMU's is elsewhere.
             name = os.path.basename(topo.socat.config.target_path or SOCKET_NAME)
-            candidates = [q for q in f.qemu if q.process.cwd and os.path.lexists(os.path.join(q.process.cwd, name))]
+            candidates = [q for q in f.qemu if q.process.cwd and f.obs.exists(os.path.join(q.process.cwd, name))]
         if not candidates and sock is None and not named:
             candidates = list(f.qemu)
         q, rule = choose(candidates, holders, f.pid_file)
         if q is not None and sock is None:
             found = os.path.join(q.process.cwd, SOCKET_NAME) if q.process.cwd else None
-            if found and os.path.lexists(found):  # H1 binds a relative name: QEMU's cwd
+            if found and f.obs.exists(found):  # H1 binds a relative name: QEMU's cwd
                 topo.socket_path, topo.socket_source = found, f"QEMU working directory (pid {q.pid})"
     else:
         holders = f.port_holders(topo.listen_port)

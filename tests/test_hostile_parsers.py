@@ -20,7 +20,7 @@ from helixdiag import logscan, pipeline, runner
 from helixdiag.config import load_profile, resolve
 from helixdiag.errors import ConfigError
 from helixdiag.observe.parsers import ParseError, parse_socat_cmdline
-from helixdiag.observe.system import ProcInfo
+from helixdiag.observe.processes import ProcInfo
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -22,7 +22,8 @@ from run_helpers import clean_env, probe, root_of, run_report, start_serve, summ
 from helixdiag import selftest
 from helixdiag.config import RunConfig
 from helixdiag.faults import Fault
-from helixdiag.observe.system import HELIX_APP_PID_FILE, Observations, ProcInfo
+from helixdiag.observe.facts import HELIX_APP_PID_FILE, Observations
+from helixdiag.observe.processes import ProcInfo
 from helixdiag.topology import QemuInstance, SocatHop, choose, discover
 
 pytestmark = pytest.mark.timeout(180)

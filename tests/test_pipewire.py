@@ -22,7 +22,7 @@ import pytest
 from conftest import run_cli
 
 from helixdiag.config import RunConfig
-from helixdiag.observe import pipewire as pw
+from helixdiag.observe import pipewire_graph as pw
 from helixdiag.probes import Status
 from helixdiag.report.json_report import schema
 from helixdiag.runner import Runner, select

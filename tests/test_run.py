@@ -33,7 +33,7 @@ from helixdiag import runner, selftest
 from helixdiag.config import RunConfig
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
-from helixdiag.observe.system import Observations
+from helixdiag.observe.facts import Observations
 from helixdiag.probes import REGISTRY, Outcome, ProbeSpec, Status, failed, passed
 from helixdiag.probes import qemu as qemu_probes
 

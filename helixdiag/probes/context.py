@@ -9,7 +9,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from helixdiag.config import RunConfig
-from helixdiag.observe.system import Observations
+from helixdiag.logscan.summary import GstLogSummary
+from helixdiag.observe.facts import Observations
 from helixdiag.topology import Topology, discover
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ class ProbeContext:
     def topology(self) -> Topology:
         with self._topology_lock:
             return discover(self.config, self.obs)
+
+    def gst_log(self) -> GstLogSummary | None:
+        """The GST_DEBUG log named for this run, scanned once (None: none named, or no such file)."""
+        return self.obs.gst_log(self.config.gst_log) if self.config.gst_log else None
 
     def result(self, probe_id: str) -> ProbeResult | None:
         return self.results.get(probe_id)

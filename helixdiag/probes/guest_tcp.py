@@ -11,7 +11,6 @@ from helixdiag.client import ExchangeOptions, exchange, ping
 from helixdiag.layers import Side
 from helixdiag.probes import Outcome, failed, passed, register, skipped
 from helixdiag.probes.context import ProbeContext
-from helixdiag.probes.vsockenc import gst_log_summary
 
 HOST_CHECKS = "Run `helixdiag run --side host` on the Mac to see which host hop is broken."
 
@@ -39,8 +38,8 @@ def guest_side_port(ctx: ProbeContext) -> tuple[int | None, str]:
             port = pipeline.vsockenc_properties(ctx.config.pipeline).get("tcp-port")
             if isinstance(port, int) and 0 < port < 65536:
                 return port, "the pipeline's vsockenc tcp-port"
-    log = gst_log_summary(ctx)
-    port = getattr(log, "tcp_port", None) if log is not None else None
+    log = ctx.gst_log()
+    port = log.tcp_port if log is not None else None
     if isinstance(port, int) and 0 < port < 65536:
         return port, "the vsockenc log's connect line"
     return None, "none found"

@@ -22,12 +22,11 @@ is not a guest: those probes `skip` with the reason unless the pipewire layer (o
 from __future__ import annotations
 
 import os
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from helixdiag.layers import Side
-from helixdiag.observe import pipewire as pw
+from helixdiag.observe import pipewire_graph as pwg
+from helixdiag.observe.pipewire import Capture, Lookup
 from helixdiag.probes import Outcome, Status, failed, passed, register, skipped, warned
 from helixdiag.probes.context import ProbeContext
 
@@ -40,43 +39,6 @@ FRAMES_TIMEOUT_S = STARTUP_S + FRAME_WINDOW_S + AT_END_DUMP_S + 3.0 + 5.0
 
 # --------------------------------------------------------------------------- shared per run
 
-@dataclass
-class _Lookup:
-    graph: pw.PwGraph | None
-    error: str | None  # why there is no graph
-    command: dict[str, Any]
-
-
-@dataclass
-class _Capture:
-    node: pw.PwNode
-    run: pw.Consumption
-    log: pw.ConsumerLog
-    stats: pw.FrameStats | None  # None when the consumer never reached PLAYING
-    end_graph: pw.PwGraph | None
-
-
-@dataclass
-class _RunState:
-    """What the pipewire probes of one run share: one pw-dump lookup, one consumer run."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    capture_lock: threading.Lock = field(default_factory=threading.Lock)
-    lookup: _Lookup | None = None
-    captures: dict[int, _Capture] = field(default_factory=dict)
-
-
-_STATE_LOCK = threading.Lock()
-
-
-def _state(ctx: ProbeContext) -> _RunState:
-    with _STATE_LOCK:
-        state = ctx.__dict__.get("_pipewire")
-        if state is None:
-            state = ctx.__dict__["_pipewire"] = _RunState()
-        return state
-
-
 def _tool_timeout(ctx: ProbeContext) -> float:
     return min(max(2.0, ctx.config.timeout), 10.0)
 
@@ -86,18 +48,8 @@ def _not_a_guest(ctx: ProbeContext) -> bool:
     return ctx.absent_is_skip("pipewire", "pipewire_node")
 
 
-def _lookup(ctx: ProbeContext) -> _Lookup:
-    state = _state(ctx)
-    with state.lock:
-        if state.lookup is None:
-            graph, result, parse_error = pw.pw_dump(timeout=_tool_timeout(ctx))
-            error = parse_error or result.error or (
-                None if result.ok else (result.stderr.strip() or f"exit {result.returncode}"))
-            command = {"argv": "pw-dump", "exit": result.returncode}
-            if error:
-                command["error"] = error
-            state.lookup = _Lookup(graph, error, command)
-        return state.lookup
+def _lookup(ctx: ProbeContext) -> Lookup:
+    return ctx.obs.pipewire.lookup(_tool_timeout(ctx))
 
 
 # --------------------------------------------------------------------------- pipewire.daemon
@@ -105,15 +57,16 @@ def _lookup(ctx: ProbeContext) -> _Lookup:
 @register("pipewire.daemon", layer="pipewire", side=Side.GUEST,
           description="the PipeWire socket accepts a connection and `pw-cli info 0` answers")
 def pipewire_daemon(ctx: ProbeContext) -> Outcome:
-    loc = pw.socket_location(os.environ)
+    facts = ctx.obs.pipewire
+    loc = facts.location()
     evidence: dict[str, Any] = loc.describe()
     if loc.path is None:
         error = f"{loc.source}, so there is no socket to connect to"
     else:
-        error = pw.connect_socket(loc.path, timeout=ctx.config.timeout)
+        error = facts.connect_error(ctx.config.timeout)
         if error is not None:
             evidence["connect_error"] = error
-    info = pw.pw_cli_info(timeout=_tool_timeout(ctx)) if loc.path is not None else None
+    info = facts.cli_info(_tool_timeout(ctx)) if loc.path is not None else None
     if info is not None:
         evidence["pw_cli"] = {"argv": "pw-cli info 0", "exit": info.returncode}
         if info.error or not info.ok:
@@ -128,7 +81,7 @@ def pipewire_daemon(ctx: ProbeContext) -> Outcome:
         elif error is not None:
             error = None  # the real client got in: trust it over our bare connect()
     if error is not None:
-        elsewhere = pw.other_sessions(pw.find_sockets(), loc.path)
+        elsewhere = pwg.other_sessions(facts.sockets(), loc.path)
         if elsewhere:
             evidence["other_sessions"] = elsewhere
         if _not_a_guest(ctx):
@@ -143,7 +96,7 @@ def pipewire_daemon(ctx: ProbeContext) -> Outcome:
                       f"XDG_RUNTIME_DIR={run_dir} …`).")
         return failed("pipewire-not-running", f"PipeWire is not reachable{where}: {error}",
                       remedy=remedy, **evidence)
-    core = pw.parse_core_info(info.stdout) if info is not None else {}
+    core = pwg.parse_core_info(info.stdout) if info is not None else {}
     evidence.update({k.replace("-", "_"): v for k, v in core.items() if k != "type"})
     version = f"PipeWire {core['version']}" if core.get("version") else "PipeWire"
     how = "answers `pw-cli info 0`" if info is not None else "accepts connections (pw-cli not installed)"
@@ -152,7 +105,7 @@ def pipewire_daemon(ctx: ProbeContext) -> Outcome:
 
 # --------------------------------------------------------------------------- pipewire.source
 
-def _pick(ctx: ProbeContext) -> tuple[pw.PwNode | None, Outcome]:
+def _pick(ctx: ProbeContext) -> tuple[pwg.PwNode | None, Outcome]:
     """The node to consume, and the outcome that describes it (a failure when there is none)."""
     daemon = ctx.result("pipewire.daemon")
     if daemon is not None and daemon.status == Status.SKIP:
@@ -198,7 +151,7 @@ def _pick(ctx: ProbeContext) -> tuple[pw.PwNode | None, Outcome]:
                                      nodes=_node_list(graph), **evidence)
             return None, failed(
                 "pipewire-no-source",
-                f"PipeWire runs but no node is a video source ({', '.join(pw.VIDEO_SOURCE_CLASSES)}); "
+                f"PipeWire runs but no node is a video source ({', '.join(pwg.VIDEO_SOURCE_CLASSES)}); "
                 f"{len(graph.nodes)} node(s) in the graph",
                 nodes=_node_list(graph), **evidence)
         evidence.update(node=node.describe(), matched_by="the only video source" if len(sources) == 1
@@ -214,7 +167,7 @@ def _pick(ctx: ProbeContext) -> tuple[pw.PwNode | None, Outcome]:
                         f"{node.media_class}, {node.state}{shape}", **evidence)
 
 
-def _node_list(graph: pw.PwGraph) -> list[dict[str, Any]]:
+def _node_list(graph: pwg.PwGraph) -> list[dict[str, Any]]:
     return [{"id": n.id, "name": n.name, "media_class": n.media_class, "state": n.state}
             for n in graph.nodes[:30]]
 
@@ -227,26 +180,11 @@ def pipewire_source(ctx: ProbeContext) -> Outcome:
 
 # --------------------------------------------------------------------------- pipewire.frames
 
-def _capture(ctx: ProbeContext, node: pw.PwNode) -> _Capture:
-    """Consume the node once per run (frames and buffers share it), bounded in time."""
-    state = _state(ctx)
-    with state.capture_lock:
-        if node.id not in state.captures:
-            argv = pw.consumer_argv(node.id)
-
-            def at_end() -> pw.PwGraph | None:
-                return pw.pw_dump(timeout=AT_END_DUMP_S)[0]
-
-            run = pw.consume(argv, window=FRAME_WINDOW_S, startup=STARTUP_S, at_end=at_end)
-            log = run.log()
-            stats = None
-            if log.playing_at is not None or log.frames:
-                stats = pw.frame_stats(log.frames, run.window_start, run.window_end)
-            state.captures[node.id] = _Capture(node, run, log, stats, run.at_end)
-        return state.captures[node.id]
+def _capture(ctx: ProbeContext, node: pwg.PwNode) -> Capture:
+    return ctx.obs.pipewire.capture(node, window=FRAME_WINDOW_S, startup=STARTUP_S, at_end_timeout=AT_END_DUMP_S)
 
 
-def _end_state(cap: _Capture) -> dict[str, Any]:
+def _end_state(cap: Capture) -> dict[str, Any]:
     """Node and link states at the end of the window, with the consumer still linked."""
     graph = cap.end_graph
     if graph is None:
@@ -259,7 +197,7 @@ def _end_state(cap: _Capture) -> dict[str, Any]:
             "links_at_end": [{"id": lk.id, "to_node": lk.input_node, "state": lk.state} for lk in links]}
 
 
-def _frame_evidence(cap: _Capture) -> dict[str, Any]:
+def _frame_evidence(cap: Capture) -> dict[str, Any]:
     log, run = cap.log, cap.run
     ev: dict[str, Any] = {"node": {"id": cap.node.id, "serial": cap.node.serial, "name": cap.node.name}}
     if cap.stats is not None:
@@ -271,7 +209,7 @@ def _frame_evidence(cap: _Capture) -> dict[str, Any]:
     ev["playing_after_s"] = None if log.playing_at is None else round(log.playing_at, 3)
     if log.frame_bytes:
         ev["frame_bytes"] = log.frame_bytes[0]
-    caps = pw.parse_caps(log.caps)
+    caps = pwg.parse_caps(log.caps)
     if caps:
         ev["caps"] = caps
     ev["memory"], ev["memory_basis"] = _memory(cap)
@@ -283,13 +221,13 @@ def _frame_evidence(cap: _Capture) -> dict[str, Any]:
     return ev
 
 
-def _memory(cap: _Capture) -> tuple[str, str]:
+def _memory(cap: Capture) -> tuple[str, str]:
     offered = None
     if cap.end_graph is not None:
         for port in cap.end_graph.output_ports(cap.node.id):
             if port.data_types is not None:
                 offered = port.data_types
-    return pw.classify_memory(cap.log.caps, cap.log.memory_types, offered)
+    return pwg.classify_memory(cap.log.caps, cap.log.memory_types, offered)
 
 
 @register("pipewire.frames", layer="pipewire", side=Side.GUEST, needs=("pipewire.source",),
@@ -370,7 +308,7 @@ def pipewire_buffers(ctx: ProbeContext) -> Outcome:
     ev: dict[str, Any] = {"memory": kind, "memory_basis": basis,
                           "node": {"id": node.id, "serial": node.serial, "name": node.name},
                           "pool_memory_types": list(cap.log.memory_types)}
-    caps = pw.parse_caps(cap.log.caps)
+    caps = pwg.parse_caps(cap.log.caps)
     if caps:
         ev["caps"] = caps
     offered: list[str] = []

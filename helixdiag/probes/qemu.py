@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
-import sys
 
-from helixdiag import logscan
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
-from helixdiag.observe.system import iso_time, run_command
 from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped, warned
 from helixdiag.probes.context import ProbeContext
+from helixdiag.timefmt import iso_time
 from helixdiag.topology import WEAK_SOURCES, QemuInstance
-
-HELIX_MARKER = b"[HELIX]"
-VERSION_RE = re.compile(rb"\[HELIX\] VERSION: ([\x20-\x7e]{1,120})")
-SCAN_CHUNK = 1 << 20
 
 
 def _stand_in(ctx: ProbeContext) -> dict[str, object] | None:
@@ -135,51 +128,33 @@ def qemu_binary(ctx: ProbeContext) -> Outcome:
     if q is None:
         return _no_qemu(ctx)
     binary = q.binary
-    if not binary or not os.path.isfile(binary):
+    facts = ctx.obs.binary(binary) if binary else None
+    if facts is None or not facts.readable:
         return skipped(f"cannot read the QEMU binary ({binary or 'unknown path'})")
-    mtime = os.stat(binary).st_mtime
-    evidence: dict[str, object] = {"binary": binary, "binary_mtime": iso_time(mtime),
+    evidence: dict[str, object] = {"binary": binary, "binary_mtime": iso_time(facts.mtime),
                                    "process_started": iso_time(q.process.started)}
-    if q.process.started and mtime > q.process.started + 1:
+    if q.process.started and facts.mtime and facts.mtime > q.process.started + 1:
         return failed("qemu-binary-stale",
-                      f"{binary} changed after QEMU pid {q.process.pid} started: the running code is the old build",
+                      f"{binary} changed after QEMU pid {q.pid} started: the running code is the old build",
                       **evidence)
-    found, version = scan_binary(binary)
-    evidence.update(helix_strings=found, version=version)
-    if not found:
+    evidence.update(helix_strings=facts.helix, version=facts.version)
+    if not facts.helix:
         return failed("qemu-no-helix", f"{binary} has no [HELIX] strings: not a helix build", **evidence)
-    return passed(f"binary has the helix module{f' ({version})' if version else ''}", **evidence)
-
-
-def scan_binary(path: str) -> tuple[bool, str | None]:
-    """Stream the file looking for `[HELIX]` and the VERSION banner (never read it whole)."""
-    found, version = False, None
-    tail = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(SCAN_CHUNK):
-            window = tail + chunk
-            if HELIX_MARKER in window:
-                found = True
-            if version is None and (m := VERSION_RE.search(window)):
-                version = m.group(1).decode("ascii", "replace").rstrip()
-            if found and version:
-                break
-            tail = window[-200:]
-    return found, version
+    return passed(f"binary has the helix module{f' ({facts.version})' if facts.version else ''}", **evidence)
 
 
 @register("qemu.dylibs", layer="qemu", side=Side.HOST, needs=("qemu.process",),
           description="macOS: the binary's dylib paths load inside UTM's sandbox")
 def qemu_dylibs(ctx: ProbeContext) -> Outcome:
-    if sys.platform != "darwin":
-        return skipped("macOS only (otool -L)")
+    if why := ctx.obs.unsupported("dylibs"):
+        return skipped(why)
     q = ctx.topology.qemu
     if q is None or not q.binary:
         return skipped("no QEMU binary")
-    result = run_command(["otool", "-L", q.binary])
-    if result.error or result.returncode:
-        return skipped(f"otool -L failed: {result.error or result.stderr.strip()[:200]}")
-    return judge_dylibs(parsers.parse_otool_L(result.stdout))
+    deps, why_not = ctx.obs.dylibs(q.binary)
+    if deps is None:
+        return skipped(why_not or "the dylib paths cannot be read")
+    return judge_dylibs(deps)
 
 
 def judge_dylibs(deps: parsers.OtoolDeps) -> Outcome:
@@ -202,21 +177,20 @@ def qemu_log(ctx: ProbeContext) -> Outcome:
     if not path:
         return skipped("no QEMU log given (--qemu-log; on macOS UTM's helix-debug.log is the default)")
     source = ctx.config.source("qemu_log")
-    if not os.path.isfile(path):
+    summary = ctx.obs.qemu_log(path)
+    if summary is None:
         if source in WEAK_SOURCES:
             return skipped(f"no QEMU log at {path} (the {source} path); QEMU's stderr may be the only "
                            "place its [HELIX] lines go")
         return warned("qemu-log-missing",
                       f"no such file {path} (from {source}): check the path; QEMU may never have started",
                       log=path, log_from=source)
-    summary = logscan.scan_file(path, kind="qemu")
     facts = summary.to_dict()
     facts.pop("findings", None)
     evidence = {"log": path, **facts}
-    if not getattr(summary, "has_helix", False):
+    if not summary.has_helix:
         return skipped(f"{path} has no [HELIX] lines: not a helix log, or the logging went elsewhere",
                        **evidence)
-    version = getattr(summary, "version", None)
-    last = getattr(summary, "last_step", None)
+    version, last = summary.version, summary.last_step
     return from_findings(summary.findings,
                          f"init reached '{last}'" + (f" ({version})" if version else ""), evidence)

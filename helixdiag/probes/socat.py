@@ -81,7 +81,7 @@ def socat_target(ctx: ProbeContext) -> Outcome:
         cwd = q.process.cwd
         if cwd and c.target_path_relative and os.path.dirname(c.target_path) != cwd:
             candidate = os.path.join(cwd, os.path.basename(c.target_path))
-            if os.path.lexists(candidate):
+            if ctx.obs.exists(candidate):
                 return failed(
                     "socat-wrong-target",
                     f"socat resolves the relative path against its own directory ({hop.process.cwd}); "

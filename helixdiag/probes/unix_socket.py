@@ -6,10 +6,10 @@ import time
 
 from helixdiag import net
 from helixdiag.layers import Side
-from helixdiag.observe.system import iso_time as _iso
 from helixdiag.probes import Outcome, failed, passed, register, skipped
 from helixdiag.probes.context import ProbeContext
-from helixdiag.unixsock import PathState, classify
+from helixdiag.timefmt import iso_time as _iso
+from helixdiag.unixsock import PathState
 
 START_TIME_PRECISION_S = 1.0
 
@@ -35,7 +35,7 @@ def socket_path(ctx: ProbeContext) -> Outcome:
     if size > net.UNIX_PATH_MAX:
         return failed("socket-path-too-long",
                       f"the socket path is {size - 1} bytes; this OS allows {net.UNIX_PATH_MAX - 1}", **evidence)
-    info = classify(path, timeout=ctx.config.timeout)
+    info = ctx.obs.path_state(path, ctx.config.timeout)
     evidence.update(file_type=info.file_type, mode=oct(info.mode) if info.mode is not None else None,
                     uid=info.uid, mtime=_iso(info.mtime))
     if info.state == PathState.MISSING:
@@ -51,7 +51,7 @@ def socket_accept(ctx: ProbeContext) -> Outcome:
     path, source = _path(ctx)
     if path is None:
         return skipped("no Unix socket path")
-    info = classify(path, timeout=ctx.config.timeout)
+    info = ctx.obs.path_state(path, ctx.config.timeout)
     holders = ctx.obs.socket_holders(path)
     holder_facts = [{**ctx.obs.who(h.pid, h.command), "listening": h.listening, "source": h.source}
                     for h in holders]

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import re
 
-from helixdiag import logscan, pipeline
+from helixdiag import pipeline
 from helixdiag.layers import Side
-from helixdiag.observe.system import run_command
 from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped, warned
 from helixdiag.probes.context import ProbeContext
 
@@ -38,23 +37,18 @@ def parse_inspect_properties(text: str) -> dict[str, dict[str, str]]:
     return props
 
 
-def _inspect(element: str, timeout: float):
-    # GST_PLUGIN_PATH and friends come from our environment, as for the real pipeline.
-    return run_command(["gst-inspect-1.0", element], timeout=timeout)
-
-
 @register("vsockenc.element", layer="vsockenc", side=Side.GUEST, timeout=30,
           description="vsockenc is installed (gst-inspect-1.0), with h264parse and pipewiresrc")
 def vsockenc_element(ctx: ProbeContext) -> Outcome:
     timeout = max(5.0, ctx.config.timeout * 3)
-    result = _inspect("vsockenc", timeout)
+    result = ctx.obs.gst_inspect("vsockenc", timeout)
     if result.error and "not installed" in result.error:
         if ctx.absent_is_skip("vsockenc", "pipeline", "gst_log"):
             return skipped("GStreamer is not installed here (not a guest)")
         return failed("vsockenc-missing", "gst-inspect-1.0 is not installed: GStreamer is missing")
     evidence: dict[str, object] = {"gst_plugin_path": os.environ.get("GST_PLUGIN_PATH"),
                                    "command": "gst-inspect-1.0 vsockenc"}
-    missing = [e for e in COMPANIONS if not _inspect(e, timeout).ok]
+    missing = [e for e in COMPANIONS if not ctx.obs.gst_inspect(e, timeout).ok]
     evidence["companions_missing"] = missing
     if not result.ok:
         evidence["gst_inspect"] = (result.error or result.stdout.strip() or result.stderr.strip())[:300]
@@ -76,8 +70,8 @@ def vsockenc_element(ctx: ProbeContext) -> Outcome:
 def _pipeline_text(ctx: ProbeContext) -> tuple[str | None, str]:
     if ctx.config.pipeline:
         return ctx.config.pipeline, ctx.config.source("pipeline")
-    summary = gst_log_summary(ctx)
-    found = getattr(summary, "pipeline", None) if summary else None
+    summary = ctx.gst_log()
+    found = summary.pipeline if summary else None
     if found:
         return found, f"the desktop-bridge log ({ctx.config.gst_log})"
     return None, ""
@@ -102,23 +96,12 @@ def vsockenc_pipeline(ctx: ProbeContext) -> Outcome:
                          remedy_suffix=f" Corrected pipeline: {result.corrected}" if result.corrected else "")
 
 
-def gst_log_summary(ctx: ProbeContext):
-    """The GST_DEBUG log, scanned once per run and shared by the probes that need it."""
-    path = ctx.config.gst_log
-    if not path or not os.path.isfile(path):
-        return None
-    cache = ctx.__dict__.setdefault("_gst_log_scan", {})
-    if path not in cache:
-        cache[path] = logscan.scan_file(path, kind="gst")
-    return cache[path]
-
-
 @register("vsockenc.log", layer="vsockenc", side=Side.GUEST, timeout=60,
           description="the element's GST_DEBUG log shows the healthy per-frame sequence")
 def vsockenc_log(ctx: ProbeContext) -> Outcome:
     if not ctx.config.gst_log:
         return skipped("no vsockenc log given (--gst-log FILE; GST_DEBUG=vsockenc:5 output)")
-    summary = gst_log_summary(ctx)
+    summary = ctx.gst_log()
     if summary is None:
         path, source = ctx.config.gst_log, ctx.config.source("gst_log")
         return warned("gst-log-missing", f"no such file {path} (from {source}): check the path; "
@@ -126,6 +109,6 @@ def vsockenc_log(ctx: ProbeContext) -> Outcome:
     facts = summary.to_dict()
     facts.pop("findings", None)
     evidence = {"log": ctx.config.gst_log, **facts}
-    sent, done = getattr(summary, "frames_sent", 0), getattr(summary, "frames_finished", 0)
+    sent, done = summary.frames_sent, summary.frames_finished
     return from_findings(summary.findings, f"{sent} frames sent, {done} finished; the sequence is healthy",
                          evidence)

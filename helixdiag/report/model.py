@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,27 +165,6 @@ def redact(value: Any, secrets: dict[str, str], seen: set[str]) -> Any:
     return value
 
 
-def environment(side: str) -> dict[str, Any]:
+def environment(side: str, versions: dict[str, str | None]) -> dict[str, Any]:
     return {"os": f"{platform.system()} {platform.release()}", "arch": platform.machine(),
-            "side": side, "hostname": platform.node(), "versions": dict(tool_versions())}
-
-
-@functools.lru_cache(maxsize=1)
-def tool_versions() -> dict[str, str | None]:
-    """Versions of the tools on the path, asked once per process (`watch` runs again and again)."""
-    from helixdiag.observe.system import run_command
-
-    versions: dict[str, str | None] = {}
-    for name, argv, pattern in (
-        ("gstreamer", ["gst-launch-1.0", "--version"], r"GStreamer (\S+)"),
-        ("socat", ["socat", "-V"], r"socat version (\S+)"),
-        ("qemu", ["qemu-system-aarch64", "--version"], r"version (\S+)"),
-    ):
-        result = run_command(argv, timeout=2.0)
-        m = re.search(pattern, result.stdout + result.stderr) if result.error is None else None
-        versions[name] = m.group(1) if m else None
-    import av
-
-    versions["pyav"] = av.__version__
-    versions["python"] = platform.python_version()
-    return versions
+            "side": side, "hostname": platform.node(), "versions": versions}

@@ -1,0 +1,80 @@
+"""One interface for the facts that differ by platform, chosen once (`choose_backend`).
+
+Linux answers from psutil and /proc; macOS from lsof and otool, where psutil needs root to
+list other processes' sockets. A probe never tests the platform: it asks for a fact, and a
+fact a platform cannot give comes back with the reason (e.g. dylib paths off macOS).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+
+import psutil
+
+from helixdiag.observe import parsers
+from helixdiag.observe.commands import run_command
+from helixdiag.observe.parsers import OtoolDeps
+from helixdiag.observe.processes import Listener, ProcInfo
+
+
+class Backend:
+    name = "generic"
+    # Facts this platform cannot give, and why: probes skip with the reason.
+    unsupported: dict[str, str] = {"dylibs": "macOS only (otool -L)"}
+
+    def processes(self) -> Iterator[ProcInfo]:
+        """Every process this user can see; <defunct> ones run nothing and are left out."""
+        for proc in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time", "status"]):
+            info = proc.info
+            if info.get("status") == psutil.STATUS_ZOMBIE:
+                continue
+            try:
+                cwd = proc.cwd()
+            except (psutil.Error, OSError):
+                cwd = None
+            yield ProcInfo(
+                pid=info["pid"], name=info.get("name") or "", exe=info.get("exe"),
+                argv=tuple(info.get("cmdline") or ()), cwd=cwd, started=info.get("create_time"),
+                ppid=info.get("ppid"),
+            )
+
+    def tcp_listeners(self) -> list[Listener]:
+        raise NotImplementedError
+
+    def socket_holders(self, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
+        """Processes holding the Unix socket at `path`, listening or not. A process that bound
+        a relative name (H1 QEMU binds `helix-frame-export.sock` in its cwd) matches when that
+        name, resolved against its working directory, is `path`."""
+        raise NotImplementedError
+
+    def dylibs(self, binary: str) -> tuple[OtoolDeps | None, str | None]:
+        """The binary's dylib dependencies, or None and the reason they cannot be known."""
+        return None, self.unsupported["dylibs"]
+
+
+def choose_backend() -> Backend:
+    if sys.platform == "darwin":
+        from helixdiag.observe.macos import MacBackend
+
+        return MacBackend()
+    from helixdiag.observe.linux import LinuxBackend
+
+    return LinuxBackend()
+
+
+def pid_name(pid: int | None) -> str | None:
+    if not pid:
+        return None
+    try:
+        return psutil.Process(pid).name()
+    except (psutil.Error, OSError):
+        return None
+
+
+def lsof_holders(path: str) -> list[Listener]:
+    result = run_command(["lsof", "-nP", "-F", "pcfntT", "--", path])
+    return [
+        Listener(e.pid, e.command, e.unix_path or path, None, e.is_listening or e.state is None, "lsof")
+        for e in parsers.parse_lsof_fields(result.stdout) if (e.type or "").lower() == "unix"
+    ]

@@ -1,0 +1,36 @@
+"""macOS facts: lsof for listeners and socket holders (psutil.net_connections needs root
+there), otool for a binary's dylibs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from helixdiag.observe import parsers
+from helixdiag.observe.backend import Backend, lsof_holders
+from helixdiag.observe.commands import run_command
+from helixdiag.observe.processes import Listener, ProcInfo
+
+
+class MacBackend(Backend):
+    name = "macos"
+    unsupported: dict[str, str] = {}
+
+    def tcp_listeners(self) -> list[Listener]:
+        result = run_command(["lsof", "-nP", "-iTCP", "-sTCP:LISTEN", "-F", "pcnPtT"])
+        return [
+            Listener(e.pid, e.command, f"{e.local_address}:{e.local_port}", e.local_port, True, "lsof")
+            for e in parsers.parse_lsof_fields(result.stdout) if e.local_port is not None
+        ]
+
+    def socket_holders(self, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
+        return lsof_holders(path)
+
+    def dylibs(self, binary: str) -> tuple[parsers.OtoolDeps | None, str | None]:
+        result = run_command(["otool", "-L", binary])
+        if result.error or result.returncode:
+            return None, f"otool -L failed: {result.error or result.stderr.strip()[:200]}"
+        try:
+            return parsers.parse_otool_L(result.stdout), None
+        except parsers.ParseError as exc:
+            return None, f"otool -L printed something unexpected: {exc}"
+
