@@ -4,7 +4,7 @@ Commands never print directly: they ask the `Terminal` (set up from the global o
 wherever on the command line they were given) so that colour, verbosity and "JSON only on
 stdout" are decided in one place. `-q` keeps errors and the one verdict line (`verdict()`).
 
-`guard_stdout()` makes a reader that goes away (`helixdiag … | head -1`) a non-event: the
+`guard_output()` makes a reader that goes away (`helixdiag … | head -1`) a non-event: the
 rest of the output is discarded and the command ends with its own exit code.
 """
 
@@ -153,10 +153,10 @@ class Hanging:
             max_width=options.max_width)
 
 
-class PipeSafeStdout:
-    """sys.stdout, except that a reader that went away (EPIPE) is not an error: from then on
-    the output goes to /dev/null, so neither rich, nor a later write, nor the interpreter's
-    flush at exit sees a BrokenPipeError ("Exception ignored …")."""
+class PipeSafeStream:
+    """sys.stdout (or stderr), except that a reader that went away (EPIPE) is not an error:
+    from then on the output goes to /dev/null, so neither rich, nor a later write, nor the
+    interpreter's flush at exit sees a BrokenPipeError ("Exception ignored …")."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -189,22 +189,24 @@ class PipeSafeStdout:
         return getattr(self._stream, name)
 
 
-def guard_stdout() -> Any:
-    """Install `PipeSafeStdout` before any console is made; returns the stream it wraps."""
-    original = sys.stdout
-    if original is not None and not isinstance(original, PipeSafeStdout):
-        sys.stdout = PipeSafeStdout(original)
+def guard_output() -> tuple[Any, Any]:
+    """Wrap stdout and stderr in `PipeSafeStream` before any console is made (`2>&1 | head`
+    closes both); returns the streams it wrapped, for `restore_output`."""
+    original = (sys.stdout, sys.stderr)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, PipeSafeStream):
+            setattr(sys, name, PipeSafeStream(stream))
     return original
 
 
-def finish_stdout() -> None:
-    """Flush stdout at the very end; a reader that is gone by now is not an error either."""
-    stream = sys.stdout
-    if stream is None:
-        return
-    if not isinstance(stream, PipeSafeStdout):
-        stream = PipeSafeStdout(stream)
-    stream.flush()
+def finish_output(original: tuple[Any, Any]) -> None:
+    """Flush at the very end (a reader that is gone by now is not an error either), then put
+    the original streams back."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            (stream if isinstance(stream, PipeSafeStream) else PipeSafeStream(stream)).flush()
+    sys.stdout, sys.stderr = original
 
 
 def _escape(text: str) -> str:

@@ -96,19 +96,22 @@ def test_quiet_still_shows_errors():
 # ════════════════════════════════════════════════ 3. a reader that goes away
 
 
-def piped_into_head(args: list[str], timeout: float = 90) -> tuple[int, str, str]:
-    """`helixdiag ARGS | head -1` with a real pipe, made small (one page) so that head has
-    surely gone while helixdiag still writes. Returns (helixdiag's code, head's line, stderr)."""
+def piped_into_head(args: list[str], timeout: float = 90, *, with_stderr: bool = False) -> tuple[int, str, str]:
+    """`helixdiag ARGS | head -1` (`2>&1 | head -1` with_stderr) with a real pipe, made small
+    (one page) so that head has surely gone while helixdiag still writes. Returns
+    (helixdiag's code, head's line, stderr)."""
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
     head = subprocess.Popen(["head", "-1"], stdin=read_end, stdout=subprocess.PIPE, text=True)
     os.close(read_end)
-    proc = subprocess.Popen(helixdiag_cmd(*args), stdout=write_end, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(helixdiag_cmd(*args), stdout=write_end,
+                            stderr=write_end if with_stderr else subprocess.PIPE, text=True,
                             cwd=REPO, env={**os.environ, "NO_COLOR": "1"})
     os.close(write_end)
     try:
         first, _ = head.communicate(timeout=timeout)
         _, err = proc.communicate(timeout=timeout)
+        err = err or ""
     finally:
         for p in (head, proc):
             if p.poll() is None:
@@ -165,6 +168,9 @@ def test_run_json_into_head_keeps_its_own_exit_code(stack_args):
     code, first, err = piped_into_head([*stack_args, "--json", "-"])
     assert code == 0 and first.strip() == "{"
     assert_quiet_stderr(err)
+    # 2>&1: the human view (on stderr with --json -) meets the closed pipe too
+    code, first, _ = piped_into_head(["-v", *stack_args, "--json", "-"], with_stderr=True)
+    assert code == 0 and first.strip()
 
 
 # ════════════════════════════════════════════════ 4. one error style

@@ -15,7 +15,7 @@ import click
 
 from helixdiag import __version__
 from helixdiag.errors import EXIT_CRASH, EXIT_USAGE, HelixdiagError
-from helixdiag.terminal import Terminal, finish_stdout, guard_stdout
+from helixdiag.terminal import Terminal, finish_output, guard_output
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -120,12 +120,11 @@ _register_commands()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: never lets a traceback reach the user by accident, and a
     reader that goes away (`| head -1`) does not change the exit code."""
-    original = guard_stdout()
+    original = guard_output()
     try:
         code = _run(App(), argv)
-        finish_stdout()
     finally:
-        sys.stdout = original
+        finish_output(original)
     sys.exit(code)
 
 
