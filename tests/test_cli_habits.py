@@ -448,3 +448,18 @@ def test_remote_install_hint_is_a_runnable_recipe(tmp_path):
                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
                              env={**os.environ, "PYTHONPATH": str(target)})
     assert version.stdout.startswith(str(target))  # the wheel's copy ran, not the checkout
+
+
+# ════════════════════════════════════════════════ no traceback, even from a broken install
+
+
+def test_a_command_that_cannot_be_imported_is_a_crash_report_not_a_traceback():
+    code = ("import sys; sys.modules['helixdiag.cli.cmd_fix'] = None  # as if the file were broken\n"
+            "from helixdiag.cli import main; main(['explain', 'socket-stale'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.match(r"error: helixdiag crashed: (ModuleNotFound|Import)Error", proc.stderr), proc.stderr
+    crash_file = re.search(r"traceback written to (\S+);", proc.stderr).group(1)
+    assert "cmd_fix" in Path(crash_file).read_text()
+    os.unlink(crash_file)

@@ -95,7 +95,21 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(App)
 
 
+_BROKEN: tuple | None = None  # why the commands could not be loaded (a broken install)
+
+
 def _register_commands() -> None:
+    global _BROKEN
+    try:
+        modules = _command_modules()
+    except Exception:  # noqa: BLE001 - main() reports it as a crash (exit 3), never a traceback
+        _BROKEN = sys.exc_info()
+        return
+    for module in modules:
+        cli.add_command(module.command)
+
+
+def _command_modules() -> tuple:
     from helixdiag.cli import (
         cmd_explain,
         cmd_fix,
@@ -109,9 +123,8 @@ def _register_commands() -> None:
         cmd_watch,
     )
 
-    for module in (cmd_run, cmd_watch, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_lint, cmd_logs,
-                   cmd_explain, cmd_list):
-        cli.add_command(module.command)
+    return (cmd_run, cmd_watch, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_lint, cmd_logs,
+            cmd_explain, cmd_list)
 
 
 _register_commands()
@@ -129,10 +142,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(app: App, argv: list[str] | None) -> int:
+    if _BROKEN is not None:
+        return _report_crash(app.terminal, _BROKEN)
     try:
         rv = cli.main(args=argv, prog_name="helixdiag", standalone_mode=False, obj=app)
     except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help())
+        click.echo(exc.ctx.get_help(), err=True)
         return exc.exit_code
     except click.ClickException as exc:
         app.terminal.error(usage_message(exc))
@@ -151,7 +166,7 @@ def _run(app: App, argv: list[str] | None) -> int:
     except BrokenPipeError:  # a write that bypassed the guarded stdout; the reader is gone
         return 0
     except Exception:  # noqa: BLE001 - this is the crash boundary
-        return _report_crash(app.terminal)
+        return _report_crash(app.terminal, sys.exc_info())
     return rv if isinstance(rv, int) else 0
 
 
@@ -167,14 +182,14 @@ def usage_message(exc: click.ClickException) -> str:
     return message
 
 
-def _report_crash(terminal: Terminal) -> int:
+def _report_crash(terminal: Terminal, exc_info: tuple) -> int:
     """Exit 3: a short message, the traceback in a file the user can attach."""
     with tempfile.NamedTemporaryFile(
         "w", prefix="helixdiag-crash-", suffix=".txt", delete=False
     ) as fh:
-        traceback.print_exc(file=fh)
+        traceback.print_exception(*exc_info, file=fh)
         path = fh.name
-    exc = sys.exc_info()[1]
+    exc = exc_info[1]
     terminal.error(
         f"helixdiag crashed: {type(exc).__name__}: {exc}",
         hint=f"traceback written to {path}; please attach it to a bug report",
