@@ -34,6 +34,12 @@ class Failure:
     title: str  # one line: what the user sees
     explanation: str  # 1–3 sentences: why it happens (the mechanism)
     remedy: str  # what to do, concrete commands where possible
+    # Failures this one explains whatever the layer order says (a stale socket file is why
+    # QEMU's bind failed, not the other way round); the diagnosis reads it (graph.py).
+    explains: frozenset[str] = frozenset()
+    # A fact about the component itself (how it is installed, configured or built): nothing
+    # failing elsewhere on the path explains it, so the layer order never makes it a symptom.
+    intrinsic: bool = False
 
     @property
     def page(self) -> str:
@@ -105,6 +111,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "(`videoconvert ! video/x-raw,format=NV12` before the queue), or use scanout mode "
         "(Helix's default on virtio-gpu). Forcing `pipewirezerocopysrc buffer-type=dmabuf-passthrough` "
         "fails with \"no more input formats\".",
+        intrinsic=True,
     ),
     # ── vsockenc ──────────────────────────────────────────────────────────────────────
     Failure(
@@ -117,6 +124,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "Rebuild the image properly (`--platform linux/arm64`) and check it with "
         "`docker run --rm helix-ubuntu:<tag> gst-inspect-1.0 vsockenc`. The plugin is "
         "`libgstvsockenc.so` in the gstreamer-1.0 plugin directory.",
+        intrinsic=True,
     ),
     Failure(
         "gst-pipeline-order", "vsockenc", F,
@@ -131,6 +139,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "! video/x-raw,format=NV12 ! queue max-size-buffers=1 leaky=downstream ! vsockenc …`. "
         "Remove any videorate or fixed framerate capsfilter. Check the pipeline with "
         "`helixdiag lint \"<pipeline>\"`.",
+        intrinsic=True,
     ),
     Failure(
         "gst-profile-caps", "vsockenc", F,
@@ -141,6 +150,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "Do not pin a profile: use `h264parse ! video/x-h264,stream-format=byte-stream` and end "
         "with `h264parse config-interval=-1 ! "
         "video/x-h264,stream-format=byte-stream,alignment=au`.",
+        intrinsic=True,
     ),
     Failure(
         "gst-bgra-bandwidth", "vsockenc", W,
@@ -154,6 +164,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "video/x-raw,format=NV12` before the queue. Optionally downscale first (`videoscale ! "
         "video/x-raw,width=960,height=540` before the convert). The real fix is scanout mode, "
         "which moves no pixels.",
+        intrinsic=True,
     ),
     Failure(
         "vsockenc-connect-failed", "vsockenc", F,
@@ -281,6 +292,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "`lsof -nP -iTCP -sTCP:LISTEN | grep -i qemu`, or `helix-port=` in QEMU's command "
         "line). Use the same value in the pipeline's `tcp-port=`, then restart the desktop "
         "container so the variable reaches it.",
+        explains=frozenset({"guest-closed", "guest-no-reply", "guest-tcp-refused", "guest-tcp-timeout", "socat-not-running", "vsockenc-connect-failed"}),
     ),
     # ── socat ─────────────────────────────────────────────────────────────────────────
     Failure(
@@ -305,6 +317,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "or the `socket=` in its \"Frame export ready\" log line). Restart socat with that "
         "path quoted, because it contains a space: `UNIX-CONNECT:\"$HOME/Library/Group "
         "Containers/WDNLXAD4W8.com.utmapp.UTM/helix-frame-export.sock\"`.",
+        explains=frozenset({"qemu-not-listening", "socket-missing"}),
     ),
     Failure(
         "socat-port-conflict", "socat", F,
@@ -315,6 +328,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "Run `lsof -nP -iTCP:<port> -sTCP:LISTEN` to see the holder. Stop it if it is a "
         "leftover socat or QEMU (`kill <pid>`). Otherwise, choose a free port for both socat's "
         "TCP-LISTEN and the guest's `tcp-port=`.",
+        explains=frozenset({"port-mismatch", "qemu-bind-failed", "socat-not-running"}),
     ),
     Failure(
         "socat-no-fork", "socat", W,
@@ -324,6 +338,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "pipeline restart, a reconnect or a helixdiag probe, is refused.",
         "Restart socat with "
         "`socat TCP-LISTEN:<port>,bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:<socket>`.",
+        intrinsic=True,
     ),
     # ── unix-socket ───────────────────────────────────────────────────────────────────
     Failure(
@@ -336,6 +351,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "Look in `~/Library/Group Containers/WDNLXAD4W8.com.utmapp.UTM/`. If QEMU's log shows "
         "a socket error, see qemu-bind-failed or qemu-init-failed. With an H2 or later host, "
         "use `--topology tcp`. Otherwise restart the VM and pass the right `--socket`.",
+        explains=frozenset({"qemu-not-listening"}),
     ),
     Failure(
         "socket-stale", "unix-socket", F,
@@ -348,6 +364,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "only a socket that refuses connections and that no process holds. You can also check "
         "that `lsof <socket>` prints nothing and then run `rm -f <socket>`. Then restart the "
         "VM so QEMU binds again.",
+        explains=frozenset({"qemu-bind-failed", "qemu-init-failed", "qemu-not-listening"}),
     ),
     Failure(
         "socket-not-a-socket", "unix-socket", F,
@@ -358,6 +375,8 @@ _ENTRIES: tuple[Failure, ...] = (
         "Inspect it: `ls -la <path>` and `file <path>`. If you passed the wrong `--socket`, "
         "correct it. If the file really is debris, move it aside yourself "
         "(`mv <path> <path>.bak`) and restart the VM.",
+        explains=frozenset({"qemu-bind-failed", "qemu-init-failed", "qemu-not-listening"}),
+        intrinsic=True,
     ),
     Failure(
         "socket-permission", "unix-socket", F,
@@ -379,6 +398,8 @@ _ENTRIES: tuple[Failure, ...] = (
         "relative `UNIX-CONNECT:helix-frame-export.sock`, or use a short symlink to the "
         "directory (`ln -s \"<dir>\" /tmp/hx`, then `--socket /tmp/hx/helix-frame-export.sock`). "
         "You can also use an H2 or later host over TCP.",
+        explains=frozenset({"qemu-bind-failed", "qemu-init-failed", "qemu-not-listening"}),
+        intrinsic=True,
     ),
     # ── qemu ──────────────────────────────────────────────────────────────────────────
     Failure(
@@ -438,6 +459,8 @@ _ENTRIES: tuple[Failure, ...] = (
         "`for-mac/qemu-helix/build-qemu-standalone.sh`), then restart the VM. Compare "
         "`strings <binary> | grep 'HELIX.*VERSION'` with the log's `[HELIX] VERSION:` line, "
         "and bump the VERSION string on every QEMU change.",
+        explains=frozenset({"frame-request-ignored", "qemu-no-helix", "qemu-not-listening"}),
+        intrinsic=True,
     ),
     Failure(
         "qemu-no-helix", "qemu", F,
@@ -448,6 +471,8 @@ _ENTRIES: tuple[Failure, ...] = (
         "Install the Helix QEMU build into UTM's framework path (`cd for-mac && make "
         "rebuild-qemu`), restart UTM and the VM, and check with "
         "`strings <binary> | grep 'HELIX.*VERSION'`.",
+        explains=frozenset({"qemu-not-listening"}),
+        intrinsic=True,
     ),
     Failure(
         "qemu-dylib-sysroot", "qemu", F,
@@ -460,6 +485,7 @@ _ENTRIES: tuple[Failure, ...] = (
         "run `for-mac/qemu-helix/fix-qemu-paths.sh` (recursive, covering transitive "
         "dependencies, and leaving Homebrew's capstone and gnutls alone). Verify with "
         "`otool -L <binary>`.",
+        intrinsic=True,
     ),
     Failure(
         "qemu-log-missing", "qemu", W,
@@ -484,6 +510,8 @@ _ENTRIES: tuple[Failure, ...] = (
         "size of sessions, because macOS limits VideoToolbox's encoder service to about "
         "1 GB. Off macOS, make sure PyAV has the encoder: "
         "`python -c \"import av; av.codec.Codec('libx264', 'w')\"`.",
+        explains=frozenset({"encoder-error"}),
+        intrinsic=True,
     ),
     Failure(
         "encoder-error", "encoder", F,
@@ -636,6 +664,9 @@ def _build(entries: tuple[Failure, ...]) -> Mapping[str, Failure]:
         if entry.layer not in LAYER_NAMES:
             raise ValueError(f"failure {entry.id!r}: unknown layer {entry.layer!r}")
         catalog[entry.id] = entry
+    for entry in entries:
+        if unknown := sorted(entry.explains - catalog.keys()):
+            raise ValueError(f"failure {entry.id!r} explains unknown id(s) {', '.join(unknown)}")
     return MappingProxyType(catalog)
 
 
@@ -663,11 +694,6 @@ def get(failure_id: str) -> Failure:
         return entry
     suggestions = difflib.get_close_matches(_normalise(failure_id), all_ids(), n=3, cutoff=0.6)
     raise UnknownFailureId(failure_id, suggestions)
-
-
-def for_layer(layer: str) -> list[Failure]:
-    """The failures of one layer, in catalog order."""
-    return [CATALOG[fid] for fid in all_ids() if CATALOG[fid].layer == layer]
 
 
 def _installed_page(failure_id: str) -> str | None:

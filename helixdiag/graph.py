@@ -12,8 +12,7 @@ from collections.abc import Iterable
 
 from helixdiag.failures import CATALOG
 from helixdiag.layers import LAYER_NAMES
-from helixdiag.probes import Status
-from helixdiag.report.model import Diagnosis, ProbeResult, RootCause
+from helixdiag.results import Diagnosis, ProbeResult, RootCause, Status
 
 # layer → the layers it needs, per topology. The guest's TCP hop needs the host's listener
 # and the host endpoint actually answering (`stream` talks to it directly), so a failing
@@ -42,26 +41,10 @@ DEPENDS_ON: dict[str, dict[str, tuple[str, ...]]] = {
 }
 DEPENDS_ON["unknown"] = DEPENDS_ON["tcp"]
 
-# failure id → failure ids it explains regardless of the layer order.
-EXPLAINS: dict[str, frozenset[str]] = {
-    "socket-stale": frozenset({"qemu-not-listening", "qemu-bind-failed", "qemu-init-failed"}),
-    "socket-not-a-socket": frozenset({"qemu-not-listening", "qemu-bind-failed", "qemu-init-failed"}),
-    "socket-path-too-long": frozenset({"qemu-not-listening", "qemu-bind-failed", "qemu-init-failed"}),
-    # QEMU runs but its socket is not where it should be: the missing file is the finding
-    # to act on (wrong directory, sandbox), more specific than "QEMU does not listen".
-    "socket-missing": frozenset({"qemu-not-listening"}),
-    "port-mismatch": frozenset({
-        "guest-tcp-refused", "guest-tcp-timeout", "guest-no-reply", "guest-closed",
-        "vsockenc-connect-failed", "socat-not-running",
-    }),
-    "socat-port-conflict": frozenset({"qemu-bind-failed", "socat-not-running", "port-mismatch"}),
-    # socat resolves a relative UNIX-CONNECT against its own cwd (FAILURES #27): the socket is
-    # "missing" there and QEMU "does not listen" there because socat looks in the wrong place.
-    "socat-wrong-target": frozenset({"socket-missing", "qemu-not-listening"}),
-    "qemu-binary-stale": frozenset({"qemu-no-helix", "qemu-not-listening", "frame-request-ignored"}),
-    "qemu-no-helix": frozenset({"qemu-not-listening"}),
-    "encoder-unavailable": frozenset({"encoder-error"}),
-}
+# failure id → the failure ids it explains regardless of the layer order, and the failures
+# that are facts about a component itself: both are declared on the catalog entries.
+EXPLAINS: dict[str, frozenset[str]] = {fid: f.explains for fid, f in CATALOG.items() if f.explains}
+INTRINSIC: frozenset[str] = frozenset(fid for fid, f in CATALOG.items() if f.intrinsic)
 
 
 def needs_closure(topology: str) -> dict[str, set[str]]:
@@ -83,15 +66,6 @@ def needs_closure(topology: str) -> dict[str, set[str]]:
     for name in LAYER_NAMES:
         visit(name, (name,))
     return closure
-
-
-# Facts about a component itself (how it is installed, configured or built): nothing that
-# fails elsewhere on the path explains them, so the layer order never makes them symptoms.
-INTRINSIC: frozenset[str] = frozenset({
-    "vsockenc-missing", "gst-pipeline-order", "gst-profile-caps", "gst-bgra-bandwidth",
-    "pipewire-shm-buffers", "qemu-binary-stale", "qemu-no-helix", "qemu-dylib-sysroot",
-    "encoder-unavailable", "socket-path-too-long", "socket-not-a-socket", "socat-no-fork",
-})
 
 
 def _explains(cause: ProbeResult, effect: ProbeResult, closure: dict[str, set[str]]) -> bool:

@@ -8,9 +8,9 @@ import dataclasses
 from typing import Any
 
 from helixdiag import graph
-from helixdiag.probes import Status
 from helixdiag.remote import RemoteResult
-from helixdiag.report.model import ProbeResult, Report
+from helixdiag.report.model import Report
+from helixdiag.results import ProbeResult, Status
 
 
 def probe_from_dict(d: dict[str, Any], ran_on: str) -> ProbeResult:

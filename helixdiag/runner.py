@@ -20,9 +20,10 @@ from helixdiag.config import RunConfig
 from helixdiag.errors import UsageError
 from helixdiag.layers import LAYER_NAMES, Side
 from helixdiag.observe.facts import Observations
-from helixdiag.probes import Outcome, ProbeSpec, Status, all_probes, blocked, skipped
+from helixdiag.probes import ProbeSpec, all_probes
 from helixdiag.probes.context import ProbeContext
-from helixdiag.report.model import ProbeResult, Report, environment
+from helixdiag.report.model import Report, environment
+from helixdiag.results import Outcome, ProbeResult, Status, blocked, skipped
 
 Progress = Callable[[ProbeResult], None]
 MAX_CONCURRENT_PROBES = 6

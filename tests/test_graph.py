@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from helixdiag import graph
 from helixdiag.failures import CATALOG
 from helixdiag.layers import LAYER_NAMES
-from helixdiag.probes import Status
-from helixdiag.report.model import ProbeResult
+from helixdiag.results import ProbeResult, Status
 
 pytestmark = pytest.mark.timeout(120)
 

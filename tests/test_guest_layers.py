@@ -12,8 +12,9 @@ from conftest import REPO, run_cli
 
 from helixdiag import runner
 from helixdiag.config import RunConfig
-from helixdiag.probes import REGISTRY, Status, load
+from helixdiag.probes import REGISTRY, load
 from helixdiag.probes.vsockenc import parse_inspect_properties
+from helixdiag.results import Status
 
 pytestmark = pytest.mark.timeout(120)
 LOGS = REPO / "tests" / "logs"

@@ -23,8 +23,8 @@ from conftest import run_cli
 
 from helixdiag.config import RunConfig
 from helixdiag.observe import pipewire_graph as pw
-from helixdiag.probes import Status
 from helixdiag.report.json_report import schema
+from helixdiag.results import Status
 from helixdiag.runner import Runner, select
 
 if TYPE_CHECKING:

@@ -34,8 +34,9 @@ from helixdiag.config import RunConfig
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
 from helixdiag.observe.facts import Observations
-from helixdiag.probes import REGISTRY, Outcome, ProbeSpec, Status, failed, passed
+from helixdiag.probes import REGISTRY, ProbeSpec
 from helixdiag.probes import qemu as qemu_probes
+from helixdiag.results import Outcome, Status, failed, passed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,7 +8,8 @@ from conftest import endpoint_of, running_server
 from helixdiag import runner
 from helixdiag.config import RunConfig
 from helixdiag.faults import Fault
-from helixdiag.probes import REGISTRY, Status, load
+from helixdiag.probes import REGISTRY, load
+from helixdiag.results import Status
 
 pytestmark = pytest.mark.timeout(60)
 

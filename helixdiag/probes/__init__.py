@@ -1,4 +1,4 @@
-"""Probe registry and the result vocabulary.
+"""The probe registry (the words of results live in helixdiag.results).
 
 A probe is a function `probe(ctx) -> Outcome` registered with `@register(...)` in the
 module of its layer. It judges observations and returns an outcome; it never prints.
@@ -9,70 +9,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from helixdiag.layers import LAYER_NAMES, Side
+from helixdiag.results import Outcome
 
 if TYPE_CHECKING:
-    from helixdiag.findings import Finding
     from helixdiag.probes.context import ProbeContext
-
-
-class Status(StrEnum):
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-    SKIP = "skip"
-    BLOCKED = "blocked"
-    ERROR = "error"
-
-
-@dataclass
-class Outcome:
-    """What a probe concluded. `remedy` defaults to the catalog's remedy for the id."""
-
-    status: Status
-    summary: str
-    failure_id: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    remedy: str | None = None
-
-
-def passed(summary: str, **evidence: Any) -> Outcome:
-    return Outcome(Status.PASS, summary, evidence=evidence)
-
-
-def failed(failure_id: str, summary: str, *, remedy: str | None = None, **evidence: Any) -> Outcome:
-    return Outcome(Status.FAIL, summary, failure_id, evidence, remedy)
-
-
-def warned(failure_id: str, summary: str, *, remedy: str | None = None, **evidence: Any) -> Outcome:
-    return Outcome(Status.WARN, summary, failure_id, evidence, remedy)
-
-
-def from_findings(findings: list[Finding], pass_summary: str, evidence: dict, remedy_suffix: str = "") -> Outcome:
-    """The most severe finding speaks for the probe; all of them stay in the evidence."""
-    fails = [f for f in findings if f.severity == "fail"]
-    warns = [f for f in findings if f.severity == "warn"]
-    first = (fails or warns or [None])[0]
-    if first is None:
-        return passed(pass_summary, **evidence)
-    more = len(fails) + len(warns) - 1
-    summary = first.message + (f" (and {more} more finding{'s' if more > 1 else ''})" if more > 0 else "")
-    remedy = first.remedy + remedy_suffix
-    if fails:
-        return failed(first.failure_id, summary, remedy=remedy, **evidence)
-    return warned(first.failure_id, summary, remedy=remedy, **evidence)
-
-
-def skipped(reason: str, **evidence: Any) -> Outcome:
-    return Outcome(Status.SKIP, reason, evidence=evidence)
-
-
-def blocked(reason: str, **evidence: Any) -> Outcome:
-    return Outcome(Status.BLOCKED, reason, evidence=evidence)
 
 
 ProbeFunc = Callable[["ProbeContext"], Outcome]

@@ -14,7 +14,7 @@ from helixdiag.observe.facts import Observations
 from helixdiag.topology import Topology, discover
 
 if TYPE_CHECKING:
-    from helixdiag.report.model import ProbeResult
+    from helixdiag.results import ProbeResult
 
 
 @dataclass

@@ -8,9 +8,10 @@ from helixdiag import h264
 from helixdiag.encoders import EncodeFailed, EncoderUnavailable, open_encoder
 from helixdiag.frames import SyntheticSource
 from helixdiag.layers import Side
-from helixdiag.probes import Outcome, failed, passed, register
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
 from helixdiag.protocol import PixelFormat
+from helixdiag.results import Outcome, failed, passed
 
 FRAMES = 3
 

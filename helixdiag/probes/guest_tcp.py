@@ -9,8 +9,9 @@ import os
 from helixdiag import net, pipeline
 from helixdiag.client import ExchangeOptions, exchange, ping
 from helixdiag.layers import Side
-from helixdiag.probes import Outcome, failed, passed, register, skipped
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.results import Outcome, failed, passed, skipped
 
 HOST_CHECKS = "Run `helixdiag run --side host` on the Mac to see which host hop is broken."
 

@@ -27,8 +27,9 @@ from typing import Any
 from helixdiag.layers import Side
 from helixdiag.observe import pipewire_graph as pwg
 from helixdiag.observe.pipewire import Capture, Lookup
-from helixdiag.probes import Outcome, Status, failed, passed, register, skipped, warned
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.results import Outcome, Status, failed, passed, skipped, warned
 
 FRAME_WINDOW_S = 2.0  # how long frames are counted
 STARTUP_S = 4.0  # for the consumer to link and reach PLAYING (first run may scan the gst registry)

@@ -6,8 +6,9 @@ import os
 
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
-from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped, warned
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.results import Outcome, failed, from_findings, passed, skipped, warned
 from helixdiag.timefmt import iso_time
 from helixdiag.topology import WEAK_SOURCES, QemuInstance
 

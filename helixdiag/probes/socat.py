@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from helixdiag.layers import Side
-from helixdiag.probes import Outcome, failed, passed, register, skipped, warned
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.results import Outcome, failed, passed, skipped, warned
 from helixdiag.topology import SocatHop, same_path
 
 

@@ -8,9 +8,10 @@ import dataclasses
 from helixdiag import net
 from helixdiag.client import ExchangeOptions, exchange, ping
 from helixdiag.layers import Side
-from helixdiag.probes import Outcome, blocked, failed, passed, register, skipped, warned
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
 from helixdiag.protocol import PixelFormat
+from helixdiag.results import Outcome, blocked, failed, passed, skipped, warned
 
 
 def _endpoint(ctx: ProbeContext) -> net.Endpoint | None:

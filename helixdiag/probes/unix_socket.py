@@ -6,8 +6,9 @@ import time
 
 from helixdiag import net
 from helixdiag.layers import Side
-from helixdiag.probes import Outcome, failed, passed, register, skipped
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.results import Outcome, failed, passed, skipped
 from helixdiag.timefmt import iso_time as _iso
 from helixdiag.unixsock import PathState
 

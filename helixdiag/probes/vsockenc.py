@@ -8,8 +8,9 @@ import re
 
 from helixdiag import pipeline
 from helixdiag.layers import Side
-from helixdiag.probes import Outcome, failed, from_findings, passed, register, skipped, warned
+from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.results import Outcome, failed, from_findings, passed, skipped, warned
 
 # Elements whose absence fails the Helix pipeline the same way ("Internal data stream error").
 COMPANIONS = ("h264parse", "pipewiresrc")

@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 from helixdiag.layers import LAYERS
-from helixdiag.probes import Status
 from helixdiag.report.model import Report
 from helixdiag.report.text import layer_status
+from helixdiag.results import Status
 
 COLOURS = {
     "pass": "#1a7f37", "warn": "#bf8700", "fail": "#cf222e", "error": "#8250df",

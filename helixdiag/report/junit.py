@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from helixdiag.probes import Status
 from helixdiag.report.model import Report
+from helixdiag.results import Status
 
 
 def render(report: Report) -> str:

@@ -11,58 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helixdiag import __version__
-from helixdiag.probes import Status
+from helixdiag.results import Diagnosis, ProbeResult
 
 SCHEMA_ID = "helixdiag.report/v1"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
-
-
-@dataclass
-class ProbeResult:
-    id: str
-    layer: str
-    side: str
-    status: Status
-    summary: str
-    failure_id: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    remedy: str | None = None
-    duration_ms: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "layer": self.layer, "side": self.side, "status": str(self.status),
-            "summary": self.summary, "failure_id": self.failure_id, "evidence": self.evidence,
-            "remedy": self.remedy, "duration_ms": self.duration_ms,
-        }
-
-
-@dataclass
-class RootCause:
-    failure_id: str
-    layer: str
-    probe: str
-    explanation: str
-    remedy: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Diagnosis:
-    status: str  # pass | warn | fail
-    root_cause: RootCause | None
-    findings: list[str]
-    symptoms: list[dict[str, str]] = field(default_factory=list)  # explained by the root cause
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "root_cause": self.root_cause.to_dict() if self.root_cause else None,
-            "findings": self.findings,
-            "symptoms": self.symptoms,
-        }
 
 
 @dataclass

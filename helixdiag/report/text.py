@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from helixdiag.layers import LAYERS
-from helixdiag.probes import Status
-from helixdiag.report.model import ProbeResult, Report
+from helixdiag.report.model import Report
+from helixdiag.results import ProbeResult, Status
 from helixdiag.terminal import hanging
 
 SYMBOL = {
