@@ -1,4 +1,4 @@
-"""pytest fixtures over helixdiag.pipewire_stack: a private, real PipeWire per test module
+"""pytest fixtures over helixdiag.selftest.pipewire: a private, real PipeWire per test module
 and a fresh live video source per test. They fail (never skip) when the stack cannot start."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from helixdiag.pipewire_stack import (  # noqa: F401 - re-exported for the tests
+from helixdiag.selftest.pipewire import (  # noqa: F401 - re-exported for the tests
     PipeWireStack,
     PipeWireUnavailable,
     Source,

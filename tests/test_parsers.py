@@ -437,7 +437,7 @@ def test_qemu_utm_launcher_command_from_ps():
     assert config.rejoined_whitespace
     assert config.spice_addr == "/Users/jamesbrown/Library/Group Containers/WDNLXAD4W8.com.utmapp.UTM/B54F0831-B34F-404D-B600-5E2886D8AC53.spice"
     assert config.spice_gl == "off"
-    assert config.virtio_gpu == "virtio-ramfb" and config.has_virtio_gpu and not config.virtio_gpu_gl
+    assert config.virtio_gpu == "virtio-ramfb" and config.virtio_gpu is not None and not config.virtio_gpu_gl
     assert (config.accel, config.machine, config.helix_port) == (("hvf",), "virt", None)
     assert config.positional == ()
     assert "if=pflash,unit=1,file=/Volumes/Toshiba XG3/UTM VMs/Ubuntu ARM.utm/Data/efi_vars.fd" in config.option_values("drive")
@@ -502,7 +502,7 @@ def test_qemu_option_forms_and_edge_cases():
     assert (bad.helix_port, bad.helix_port_raw) == (None, "abc")
     commas = parse_qemu_cmdline(["qemu", "-device", "virtio-gpu-pci,id=a,,b"])
     assert commas.devices[0].prop("id") == "a,b" and commas.virtio_gpu == "virtio-gpu-pci"
-    assert not parse_qemu_cmdline(["qemu-system-x86_64", "-device", "e1000"]).has_virtio_gpu
+    assert parse_qemu_cmdline(["qemu-system-x86_64", "-device", "e1000"]).virtio_gpu is None
     with pytest.raises(ParseError):
         parse_qemu_cmdline([])
     with pytest.raises(ParseError):
@@ -543,7 +543,7 @@ def test_ps_axo_utm_SYNTHETIC():
         (59230, 59101, "Fri Feb 6 07:41:02 2026"),
     ]
     qemu = parse_qemu_cmdline(entries[1].argv)
-    assert qemu.binary.endswith("qemu-aarch64-softmmu") and qemu.has_virtio_gpu
+    assert qemu.binary.endswith("qemu-aarch64-softmmu") and qemu.virtio_gpu is not None
     socat = parse_socat_cmdline(entries[2].argv)
     assert socat.rejoined_whitespace and socat.target_path == f"{UTM_GROUP}/helix-frame-export.sock"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from helixdiag import merge, remote, runner
+from helixdiag import remote, runner
 from helixdiag.cli.options import FloatRange, IntRange, output_file, write_file, write_json
 from helixdiag.config import CHOICES, resolve
 from helixdiag.errors import ConfigError
-from helixdiag.report import bundle, html, junit, text
+from helixdiag.report import bundle, html, junit, merge, text
 
 
 def run_options(func):

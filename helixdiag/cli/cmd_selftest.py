@@ -10,9 +10,9 @@ from helixdiag import selftest
 from helixdiag.cli.cmd_run import write_reports
 from helixdiag.cli.options import output_file, write_file, write_json
 from helixdiag.errors import ConfigError
-from helixdiag.pipewire_stack import PipeWireUnavailable
 from helixdiag.report import html
 from helixdiag.report.model import Report
+from helixdiag.selftest.pipewire import PipeWireUnavailable
 
 
 @click.command("selftest")

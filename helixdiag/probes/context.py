@@ -47,9 +47,5 @@ class ProbeContext:
 
     def absent_is_skip(self, layer: str, *options: str) -> bool:
         """On `--side both` (CI, the self-test) a guest component that simply is not on this
-        machine is a skip, unless it was asked for (SPEC.md §2); inside a guest it fails."""
+        machine is a skip, unless it was asked for ; inside a guest it fails."""
         return self.config.side == "both" and not self.asked(layer, *options)
-
-    def status_of(self, probe_id: str) -> str | None:
-        r = self.results.get(probe_id)
-        return str(r.status) if r else None

@@ -59,9 +59,9 @@ def qemu_process(ctx: ProbeContext) -> Outcome:
                           processes_scanned=len(ctx.obs.processes), **ctx.topology.judged("qemu"))
         return failed("qemu-not-running", "no QEMU process (qemu-system-*, qemu-aarch64-softmmu, QEMULauncher)",
                       processes_scanned=len(ctx.obs.processes))
-    evidence = {**q.process.describe(), "helix_port": q.helix_port,
-                "virtio_gpu": q.config.virtio_gpu if q.config else None,
-                "binary": q.binary, "parse_error": q.error, **ctx.topology.judged("qemu")}
+    evidence = {**q.process.describe(), "helix_port": q.helix_port, "binary": q.binary,
+                "config": q.config.describe() if q.config else None, "parse_error": q.error,
+                **ctx.topology.judged("qemu")}
     port = f", helix-port={q.helix_port}" if q.helix_port else ""
     return passed(f"QEMU pid {q.pid} ({os.path.basename(q.binary or q.process.name)}{port})", **evidence)
 

@@ -6,12 +6,12 @@ import contextlib
 import dataclasses
 import os
 import platform
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from helixdiag import __version__
 from helixdiag.results import Diagnosis, ProbeResult
+from helixdiag.timefmt import iso_time
 
 SCHEMA_ID = "helixdiag.report/v1"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
@@ -33,7 +33,7 @@ class Report:
         doc = {
             "schema": SCHEMA_ID,
             "tool": {"name": "helixdiag", "version": __version__},
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "started_at": iso_time(self.started_at),
             "duration_ms": self.duration_ms,
             "environment": self.environment,
             "config": self.config,

@@ -119,15 +119,24 @@ class QemuConfig:
     rejoined_whitespace: bool = False
 
     @property
-    def has_virtio_gpu(self) -> bool:
-        return self.virtio_gpu is not None
-
-    @property
     def virtio_gpu_gl(self) -> bool:
         return self.virtio_gpu is not None and "-gl" in self.virtio_gpu.lower()
 
     def option_values(self, name: str) -> tuple[str, ...]:
         return tuple(value for key, value in self.options if key == name and value is not None)
+
+    def describe(self) -> dict[str, object]:
+        """What a bug ticket needs from the command line: how the VM was started."""
+        return {
+            "launcher": self.launcher, "binary": self.binary,
+            "helix_port": self.helix_port_raw, "helix_device": self.helix_device,
+            "virtio_gpu": self.virtio_gpu, "virtio_gpu_gl": self.virtio_gpu_gl,
+            "accel": list(self.accel), "machine": self.machine, "display": list(self.display),
+            "spice": self.spice, "spice_addr": self.spice_addr, "spice_gl": self.spice_gl,
+            "netdev": list(self.option_values("netdev")),
+            "disks": list(self.positional),
+            "argv_rejoined_at_spaces": self.rejoined_whitespace,
+        }
 
 
 def parse_qemu_cmdline(argv: Sequence[str] | str) -> QemuConfig:

@@ -53,9 +53,6 @@ class SocatAddress:
                 return value
         return None
 
-    def has_option(self, name: str) -> bool:
-        return any(key == name for key, _ in self.options)
-
     def flag(self, name: str) -> bool:
         """A boolean option: `fork`, `reuseaddr`, `reuseaddr=1` are true, `reuseaddr=0` false."""
         for key, value in self.options:

@@ -30,8 +30,8 @@ from pathlib import Path
 from helixdiag.config import RunConfig
 from helixdiag.errors import ConfigError, UsageError
 from helixdiag.faults import Fault
-from helixdiag.pipewire_stack import PipeWireStack, PipeWireUnavailable, Source, private_pipewire
 from helixdiag.report.model import Report
+from helixdiag.selftest.pipewire import PipeWireStack, PipeWireUnavailable, Source, private_pipewire
 from helixdiag.server import FrameServer, ServerConfig
 
 PIPEWIRE_VARS = ("PIPEWIRE_REMOTE", "PIPEWIRE_RUNTIME_DIR")
