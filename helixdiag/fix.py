@@ -133,11 +133,6 @@ def not_ours(entry: dict) -> str | None:
     return None
 
 
-def _remember(kind: str, proc: subprocess.Popen, argv: list[str]) -> None:
-    started = psutil.Process(proc.pid).create_time()
-    _save(started_by_us() + [{"kind": kind, "pid": proc.pid, "argv": argv, "started": started}])
-
-
 def _forget(pid: int) -> None:
     _save([e for e in _load() if e.get("pid") != pid])
 
@@ -147,9 +142,13 @@ def _spawn(kind: str, argv: list[str], cwd: str | None = None) -> subprocess.Pop
     proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(0.3)
-    if proc.poll() is not None:
-        raise Refused(f"{argv[0]} exited at once with code {proc.returncode}: {shlex.join(argv)}")
-    _remember(kind, proc, argv)
+    try:
+        started = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        started = None
+    if proc.poll() is not None or started is None:
+        raise Refused(f"{argv[0]} exited at once with code {proc.poll()}: {shlex.join(argv)}")
+    _save(started_by_us() + [{"kind": kind, "pid": proc.pid, "argv": argv, "started": started}])
     return proc
 
 
@@ -196,7 +195,7 @@ def remove_stale_socket(path: str, ctx: ProbeContext) -> str:
     if info.state != PathState.STALE:
         raise Refused(f"{path} is {info.state.value} ({info.detail}): only a socket that refuses "
                       "connections is removed")
-    holders = ctx.obs.backend.socket_holders(path)  # fresh, not the cached view
+    holders = ctx.obs.backend.socket_holders(path, ())  # fresh, not the cached view (nor cached cwds)
     if holders:
         who = ", ".join(f"pid {h.pid} ({h.command})" for h in holders)
         raise Refused(f"{path} refuses connections but is held open by {who}: not removed")
