@@ -3,8 +3,9 @@
 Every few seconds the cheap probes run again (everything but the encoder session and the
 full stream exchange); meanwhile a stream stays open on each hop that can carry one (the
 host endpoint itself, and the guest's TCP path) and measures frames/s, latency and bytes
-per frame over a sliding window. Each layer's status change is an `Event` with a
-timestamp, optionally appended to a JSON-lines file.
+per frame over a sliding window. Each layer's status change, and each stream's (flowing →
+closed, …), is an `Event` with a timestamp, optionally appended to a JSON-lines file. The
+first observation of a layer or a stream is its initial state, not a change.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from helixdiag import net, protocol, runner
 from helixdiag.client import Connection
 from helixdiag.config import RunConfig
 from helixdiag.frames import SyntheticSource
-from helixdiag.probes import ProbeSpec, Status
+from helixdiag.probes import ProbeSpec
 from helixdiag.protocol import ErrorMessage, FrameRequest, FrameResponse, PixelFormat
 from helixdiag.report.model import Report
 from helixdiag.report.text import layer_status
+from helixdiag.results import Status
 
 EXPENSIVE = frozenset({"encoder.session", "stream.exchange"})
 WINDOW_S = 5.0
@@ -39,14 +41,20 @@ def cheap_probes() -> list[ProbeSpec]:
 class Event:
     at: float
     layer: str
-    before: str | None
+    before: str | None  # None: the first observation (the initial state, not a change)
     after: str
     failure_id: str | None
     summary: str
+    hop: str | None = None  # a stream's state (flowing, closed, …) rather than a layer's status
+
+    @property
+    def is_change(self) -> bool:
+        return self.before is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)), "layer": self.layer,
-                "from": self.before, "to": self.after, "failure_id": self.failure_id, "summary": self.summary}
+        d = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)), "layer": self.layer,
+             "from": self.before, "to": self.after, "failure_id": self.failure_id, "summary": self.summary}
+        return d if self.hop is None else {**d, "hop": self.hop}
 
 
 @dataclass
@@ -56,6 +64,32 @@ class LayerState:
     failure_id: str | None
     summary: str
     failing_s: float = 0.0
+
+
+FLOWING = "flowing"
+STARTING = "starting"  # connected, no frame yet: not an observation
+
+
+class _Broken(Exception):
+    """The stream cannot go on: a short word for the view, the detail for the change log."""
+
+    def __init__(self, word: str, detail: str) -> None:
+        super().__init__(detail)
+        self.word = word
+
+
+_WORDS = {"missing": "no socket", "not-a-socket": "not a socket", "path-too-long": "bad path",
+          "in-use": "error", "other": "error"}
+
+
+def _broken(exc: BaseException) -> _Broken:
+    if isinstance(exc, _Broken):
+        return exc
+    if isinstance(exc, net.NetError | OSError):  # NetError: connecting; OSError: reading, writing
+        err = exc if isinstance(exc, net.NetError) else net.translate(exc, "connection")
+        return _Broken(_WORDS.get(err.kind, err.kind), str(err))
+    word = "closed" if isinstance(exc, EOFError) else "bad reply"  # RemoteProtocolError
+    return _Broken(word, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 class StreamMonitor(threading.Thread):
@@ -71,8 +105,10 @@ class StreamMonitor(threading.Thread):
         self.period = 1.0 / fps
         self.source = SyntheticSource(size[0], size[1], PixelFormat.NV12)
         self.samples: deque[tuple[float, float, int]] = deque()  # (time, latency ms, bytes)
-        self.error: str | None = None
+        self.error: str | None = None  # what broke the stream last, in full
+        self.word: str | None = None  # …and in one or two words
         self.connected = False
+        self.frames = 0
         self._halt = threading.Event()
         self._lock = threading.Lock()
 
@@ -84,18 +120,18 @@ class StreamMonitor(threading.Thread):
             try:
                 conn = Connection(self.endpoint, self.timeout)
             except net.NetError as exc:
-                self._fail(str(exc))
+                self._fail(_broken(exc))
                 continue
-            self.connected, self.error = True, None
+            self.connected, self.error, self.word = True, None, None
             try:
                 self._stream(conn)
-            except (OSError, TimeoutError, EOFError, protocol.RemoteProtocolError) as exc:
-                self._fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            except (_Broken, OSError, EOFError, protocol.RemoteProtocolError) as exc:
+                self._fail(_broken(exc))
             finally:
                 conn.close()
 
-    def _fail(self, why: str) -> None:
-        self.connected, self.error = False, why
+    def _fail(self, broken: _Broken) -> None:
+        self.connected, self.error, self.word = False, str(broken), broken.word
         self._halt.wait(min(2.0, self.timeout))
 
     def _stream(self, conn: Connection) -> None:
@@ -109,28 +145,39 @@ class StreamMonitor(threading.Thread):
             try:
                 reply = conn.receive(self.timeout)
             except TimeoutError:
-                raise TimeoutError(f"no reply within {self.timeout:g} s") from None
+                raise _Broken("no reply", f"no reply within {self.timeout:g} s") from None
             if isinstance(reply, ErrorMessage):
-                raise OSError(f"host answered ERROR {reply.code}")
+                raise _Broken("host error", f"host answered ERROR {reply.code}: {reply.message}")
             if not isinstance(reply, FrameResponse):
-                raise OSError(f"unexpected {type(reply).__name__}")
+                raise _Broken("bad reply", f"host answered {type(reply).__name__} to a frame")
             now = time.perf_counter()
             with self._lock:
                 self.samples.append((time.monotonic(), (now - t0) * 1000, len(reply.data)))
                 while self.samples and self.samples[0][0] < time.monotonic() - WINDOW_S:
                     self.samples.popleft()
             n += 1
+            self.frames += 1
             self._halt.wait(max(0.0, self.period - (now - t0)))
 
     def stats(self) -> dict[str, Any]:
+        """The last WINDOW_S seconds; `state` is FLOWING, STARTING or a short word for what
+        broke the stream (`closed`, `refused`, `no reply`, …), `error` the full detail."""
         with self._lock:
             recent = [s for s in self.samples if s[0] >= time.monotonic() - WINDOW_S]
-        if not recent or not self.connected:
+        if not self.connected:
+            state, error = self.word or STARTING, self.error or "connecting"
+        elif not recent and self.frames:
+            state, error = "stalled", f"no frame in the last {WINDOW_S:g} s"
+        elif not recent:
+            state, error = STARTING, "no frames yet"
+        else:
+            state = FLOWING
+        if state != FLOWING:
             return {"hop": self.label, "endpoint": str(self.endpoint), "ok": False,
-                    "error": self.error or "no frames yet", "fps": 0.0}
+                    "state": state, "error": error, "fps": 0.0}
         span = max(recent[-1][0] - recent[0][0], 1e-3)
         lat = np.array([s[1] for s in recent])
-        return {"hop": self.label, "endpoint": str(self.endpoint), "ok": True, "error": None,
+        return {"hop": self.label, "endpoint": str(self.endpoint), "ok": True, "state": FLOWING, "error": None,
                 "fps": round((len(recent) - 1) / span, 1) if len(recent) > 1 else 0.0,
                 "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
                 "latency_p95_ms": round(float(np.percentile(lat, 95)), 2),
@@ -147,10 +194,12 @@ class Watcher:
     rounds: int = 0
     started: float = field(default_factory=time.time)
     last_report: Report | None = None
+    hops: dict[str, str] = field(default_factory=dict)  # stream → its last observed state
     _previous_round_at: float = 0.0
 
     def round(self) -> list[Event]:
-        """Run the cheap probes once; return the layers whose status changed."""
+        """Run the cheap probes once; return what it observed anew: the layers' and streams'
+        changes (`events`) and, the first time, their initial states (not changes)."""
         report = runner.Runner(self.config, cheap_probes()).run()
         self.last_report = report
         self.rounds += 1
@@ -159,7 +208,7 @@ class Watcher:
             for state in self.layers.values():
                 if state.status == Status.FAIL:
                     state.failing_s += now - self._previous_round_at
-        changes = []
+        observed: list[Event] = []
         by_layer: dict[str, list] = {}
         for p in report.probes:
             by_layer.setdefault(p.layer, []).append(p)
@@ -169,19 +218,25 @@ class Watcher:
             failure = speaker.failure_id if speaker else None
             summary = speaker.summary if speaker else ""
             if state is None or state.status != status or state.failure_id != failure:
-                event = Event(now, layer, state.status if state else None, str(status), failure, summary)
-                changes.append(event)
-                self.events.append(event)
-                if self.jsonl is not None:
-                    self.jsonl.write(json.dumps(event.to_dict()) + "\n")
-                    self.jsonl.flush()
+                observed.append(Event(now, layer, state.status if state else None, str(status), failure, summary))
                 failing_s = state.failing_s if state else 0.0
                 self.layers[layer] = LayerState(str(status), now, failure, summary, failing_s)
             else:
                 state.summary = summary
+        for st in self.stream_stats():
+            before = self.hops.get(st["hop"])
+            if st["state"] not in (STARTING, before):
+                observed.append(Event(now, "stream", before, st["state"], None, st["error"] or "", hop=st["hop"]))
+                self.hops[st["hop"]] = st["state"]
+        for event in observed:
+            if event.is_change:
+                self.events.append(event)
+            if self.jsonl is not None:
+                self.jsonl.write(json.dumps(event.to_dict()) + "\n")
+                self.jsonl.flush()
         self._previous_round_at = now
         self._update_monitors(report)
-        return changes
+        return observed
 
     def _update_monitors(self, report: Report) -> None:
         """One stream per hop that can carry one; follow the endpoint if it moves."""

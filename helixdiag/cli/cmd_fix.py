@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from helixdiag import fix, runner
 from helixdiag.cli.cmd_run import CONFIG_KEYS, run_options
+from helixdiag.cli.words import count
 from helixdiag.config import resolve
 from helixdiag.errors import UsageError
 from helixdiag.probes import REGISTRY, load
@@ -96,16 +97,12 @@ def _runs(action: fix.Action, stand_in: bool) -> bool:
     return action.automatic and (stand_in or not action.opt_in)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def _dry_run_note(t, actions: list[fix.Action], stand_in: bool) -> None:
     n = sum(1 for a in actions if _runs(a, stand_in))
     opt_in = any(a.automatic and not _runs(a, stand_in) for a in actions)
     apply = "helixdiag fix --apply" + (" --stand-in" if stand_in else "")
     if n:
-        t.print(f"[muted]dry run: `{apply}` carries out {_count(n, 'automatic action')}; "
+        t.print(f"[muted]dry run: `{apply}` carries out {count(n, 'automatic action')}; "
                 "the manual steps are yours[/muted]")
     else:
         t.print("[muted]nothing can be done automatically here: carry out the manual steps above by hand"

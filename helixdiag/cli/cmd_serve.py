@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from helixdiag import net
 from helixdiag.cli.options import SIZE, write_json
+from helixdiag.cli.words import count
 from helixdiag.faults import FAULT_KINDS, parse_fault
 from helixdiag.protocol import DEFAULT_MAX_PAYLOAD
 from helixdiag.server import FrameServer, ServerConfig
@@ -93,19 +94,15 @@ def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_
         server.stop()
         stats = server.stats.snapshot()
         term.print(
-            f"stopped: {_count(stats['clients_total'], 'client')}, {_count(stats['frames_out'], 'frame')}, "
+            f"stopped: {count(stats['clients_total'], 'client')}, {count(stats['frames_out'], 'frame')}, "
             f"{stats['bytes_in'] / 1e6:.1f} MB in, {stats['bytes_out'] / 1e6:.1f} MB out, "
-            f"{_count(stats['errors_sent'], 'error')}, {stats['frames_dropped']} dropped"
+            f"{count(stats['errors_sent'], 'error')}, {stats['frames_dropped']} dropped"
         )
         if stats_json:
             write_json(app, stats_json, {"endpoints": [str(e) for e in endpoints],
                                          "encoder": server.encoder_note,
                                          "fault": str(config.fault) if config.fault else None,
                                          **stats})
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 class StatusLine:
@@ -169,7 +166,7 @@ def _wait(server: FrameServer, status: StatusLine, stopping: threading.Event, st
         stopping.wait(0.5)
         s = server.stats.snapshot()
         status.update(
-            f"[muted]{_count(s['clients_now'], 'client')} · {s['frames_out']} frames · "
+            f"[muted]{count(s['clients_now'], 'client')} · {s['frames_out']} frames · "
             f"{server.stats.fps():.1f} fps · in {s['bytes_in'] / 1e6:.1f} MB · "
             f"out {s['bytes_out'] / 1e6:.1f} MB · Ctrl-C stops[/muted]"
         )
