@@ -6,8 +6,12 @@ to the terminal or a renderer. `main()` maps errors to the exit codes of SPEC.md
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from dataclasses import dataclass, field
 
@@ -134,10 +138,15 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: never lets a traceback reach the user by accident, and a
     reader that goes away (`| head -1`) does not change the exit code."""
     original = guard_output()
+    _interrupt_once()
     try:
         code = _run(App(), argv)
     finally:
         finish_output(original)
+    if threading.current_thread() is threading.main_thread():
+        # Python resets its own SIGINT handler at exit: a Ctrl-C while the interpreter
+        # shuts down would kill it with a signal instead of this exit code.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
 
@@ -154,8 +163,10 @@ def _run(app: App, argv: list[str] | None) -> int:
         return EXIT_USAGE
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
-        app.terminal.error("aborted")
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort; an end of input at a prompt is an Abort too.
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        app.terminal.error("interrupted" if interrupted else "aborted")
         return 130
     except HelixdiagError as exc:
         app.terminal.error(exc.message, exc.hint)
@@ -168,6 +179,25 @@ def _run(app: App, argv: list[str] | None) -> int:
     except Exception:  # noqa: BLE001 - this is the crash boundary
         return _report_crash(app.terminal, sys.exc_info())
     return rv if isinstance(rv, int) else 0
+
+
+def _interrupt_once() -> None:
+    """The first Ctrl-C stops the command (KeyboardInterrupt); the ones after it, while the
+    command tears down what it started, are ignored so that teardown finishes and no
+    traceback is printed. Teardown is bounded, so this never keeps a command alive long."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def first(signum, frame) -> None:
+        signal.signal(signal.SIGINT, later)
+        raise KeyboardInterrupt
+
+    def later(signum, frame) -> None:
+        with contextlib.suppress(OSError):
+            os.write(2, b"\nstill stopping: removing what this command started\n")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    signal.signal(signal.SIGINT, first)
 
 
 def usage_message(exc: click.ClickException) -> str:
