@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -27,24 +28,49 @@ CHOICES = {
     "topology": ("auto", "socat", "tcp"),
     "mode": ("auto", "request", "scanout"),
 }
+MAX_SIDE = 8192  # a picture side, as vsockenc's caps allow
+
+
+def option(default: Any, help: str, *, kind: type | str = str, metavar: str | None = None,
+           choices: tuple[str, ...] | None = None, low: float | None = None, high: float | None = None,
+           in_report: bool = True, to_guest: bool = False) -> Any:
+    """One `run` option, declared once: its type and range (checked for flags, environment
+    variables and profiles alike), its help, whether the report's config block shows it, and
+    whether `run --guest` passes it on to the guest side. The command line, HELIXDIAG_<NAME>,
+    the profile keys and the report all derive from these declarations."""
+    return field(default=default, metadata={
+        "option": True, "help": help, "kind": kind, "metavar": metavar, "choices": choices,
+        "low": low, "high": high, "in_report": in_report, "to_guest": to_guest})
 
 
 @dataclass
 class RunConfig:
-    side: str = "auto"
-    topology: str = "auto"
-    mode: str = "auto"
-    host: str = DEFAULT_GUEST_HOST
-    port: int | None = None
-    socket: str | None = None
-    qemu_log: str | None = None
-    gst_log: str | None = None
-    pipeline: str | None = None
-    pipewire_node: str | None = None
-    timeout: float = 2.0
-    frames: int = 10  # frames in the stream probes' exchange
-    size: str = "640x360"  # picture size of that exchange
-    deadline: float = 30.0  # the whole run, seconds
+    side: str = option("auto", "auto = guest inside a QEMU/UTM guest, else host; both = everything here (CI).",
+                       choices=CHOICES["side"])
+    topology: str = option("auto", "socat = TCP → socat → Unix socket → QEMU; tcp = QEMU listens itself.",
+                           choices=CHOICES["topology"])
+    mode: str = option("auto", "request (vsockenc) or scanout (SUBSCRIBE) for the stream probes.",
+                       choices=CHOICES["mode"], to_guest=True)
+    host: str = option(DEFAULT_GUEST_HOST, "What the guest dials (default 10.0.2.2; 127.0.0.1 with --side both).",
+                       metavar="ADDR", to_guest=True)
+    port: int | None = option(None, "The port the guest dials (default: discovered).", kind=int, low=1,
+                              high=65535, to_guest=True)
+    socket: str | None = option(None, "The Unix socket (default: socat's target, QEMU's cwd, UTM's Group "
+                                "Container).", metavar="PATH")
+    qemu_log: str | None = option(None, "QEMU's helix log (default on macOS: UTM's helix-debug.log).",
+                                  metavar="PATH")
+    gst_log: str | None = option(None, "vsockenc's GST_DEBUG log.", metavar="PATH", to_guest=True)
+    pipeline: str | None = option(None, "The guest's GStreamer pipeline, for the lint.", metavar="STRING",
+                                  to_guest=True)
+    pipewire_node: str | None = option(None, "The PipeWire video source node.", metavar="ID|NAME", to_guest=True)
+    timeout: float = option(2.0, "Seconds per network wait (default 2).", kind=float, low=0.05, high=600,
+                            to_guest=True)
+    frames: int = option(10, "Frames in the stream exchange (default 10).", kind=int, low=1, high=10_000,
+                         in_report=False, to_guest=True)
+    size: tuple[int, int] = option((640, 360), "Picture size of the stream exchange (default 640x360).",
+                                   kind="size", metavar="WxH", in_report=False, to_guest=True)
+    deadline: float = option(30.0, "Bound on the whole run, seconds (default 30).", kind=float, low=1, high=3600,
+                             in_report=False)
     sources: dict[str, str] = field(default_factory=dict)
 
     def source(self, name: str) -> str:
@@ -53,70 +79,73 @@ class RunConfig:
     def asked_for(self, name: str) -> bool:
         return self.source(name) != "default"
 
-    @property
-    def size_tuple(self) -> tuple[int, int]:
-        w, _, h = self.size.partition("x")
-        return int(w), int(h)
-
     def public(self) -> dict[str, Any]:
         """The config block of the report."""
-        return {
-            "side": self.side, "topology": self.topology, "mode": self.mode, "host": self.host,
-            "port": self.port, "socket": self.socket, "qemu_log": self.qemu_log,
-            "gst_log": self.gst_log, "pipeline": self.pipeline, "pipewire_node": self.pipewire_node,
-            "timeout": self.timeout, "profile": self.sources.get("profile"),
-            "sources": dict(self.sources),
-        }
+        shown = {name: getattr(self, name) for name, f in OPTIONS.items() if f.metadata["in_report"]}
+        return {**shown, "profile": self.sources.get("profile"), "sources": dict(self.sources)}
+
+    def guest_arguments(self, given: dict[str, Any]) -> list[str]:
+        """The options the user gave that the guest side needs too, as command-line words."""
+        words: list[str] = []
+        for name, f in OPTIONS.items():
+            value = given.get(name)
+            if f.metadata["to_guest"] and value is not None:
+                words += [f"--{name.replace('_', '-')}", format_value(name, value)]
+        return words
 
 
-_FIELDS = {f.name: f for f in fields(RunConfig) if f.name != "sources"}
-_TYPES: dict[str, type] = {
-    "side": str, "topology": str, "mode": str, "host": str, "port": int, "socket": str,
-    "qemu_log": str, "gst_log": str, "pipeline": str, "pipewire_node": str, "timeout": float,
-    "frames": int, "size": str, "deadline": float,
-}
+OPTIONS = {f.name: f for f in fields(RunConfig) if f.metadata.get("option")}
+
+
+def format_value(name: str, value: Any) -> str:
+    return f"{value[0]}x{value[1]}" if OPTIONS[name].metadata["kind"] == "size" else str(value)
+
+
+def parse_size(value: Any) -> tuple[int, int]:
+    """`WxH` (e.g. 1920x1080; `×` and spaces forgiven), 1..8192 per side. Raises ValueError."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        w, h = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]+)\s*[xX×]\s*([0-9]+)\s*", str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. 1920x1080")
+        w, h = int(m.group(1)), int(m.group(2))
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise ValueError(f"{w}x{h}: each side must be 1..{MAX_SIDE}")
+    return w, h
+
+
+_NOUNS = {int: "a whole number", float: "a number", str: "text"}
+_ACCEPTS = {int: (int, float, str), float: (int, float, str), str: (str,)}  # numbers may come as text
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
-    kind = _TYPES[name]
+    kind = OPTIONS[name].metadata["kind"]
     try:
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            value = int(value)
-        elif kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            value = float(value)
-        elif not isinstance(value, str):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {name} must be {kind.__name__}, got {value!r}") from None
+        if kind == "size":
+            value = parse_size(value)
+        elif isinstance(value, bool) or not isinstance(value, _ACCEPTS[kind]) or \
+                (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"must be {_NOUNS[kind]}")  # TOML true, 2.5, arrays, tables, dates
+        elif kind is not str:
+            value = kind(value)
+    except (TypeError, ValueError) as exc:
+        detail = str(exc) if kind == "size" or str(exc).startswith("must") else f"must be {_NOUNS[kind]}"
+        raise ConfigError(f"{origin}: {name} {detail}" + ("" if kind == "size" else f", got {value!r}")) from None
     _validate(name, value, origin)
     return value
 
 
 def _validate(name: str, value: Any, origin: str) -> None:
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ConfigError(f"{origin}: {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
-    if name == "port" and not 0 < value < 65536:
-        raise ConfigError(f"{origin}: port must be 1-65535, got {value}")
-    if name in ("timeout", "deadline") and not 0 < value <= 3600:
-        raise ConfigError(f"{origin}: {name} must be between 0 and 3600 seconds, got {value}")
-    if name == "frames" and not 1 <= value <= 10_000:
-        raise ConfigError(f"{origin}: frames must be 1-10000, got {value}")
+    meta = OPTIONS[name].metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"{origin}: {name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    low, high = meta["low"], meta["high"]
+    if low is not None and not low <= value <= high:
+        raise ConfigError(f"{origin}: {name} must be {low:g} to {high:g}, got {value}")
     if isinstance(value, str) and "\0" in value:
         # Paths with a NUL make every os/socket call raise ValueError in the probes.
         raise ConfigError(f"{origin}: {name} must not contain a NUL character, got {value!r}")
-    if name == "size":
-        w, sep, h = value.partition("x")
-        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        if not (sep and _is_number(w) and _is_number(h) and 0 < int(w) <= 8192 and 0 < int(h) <= 8192):
-            raise ConfigError(f"{origin}: size must be WIDTHxHEIGHT, got {value!r}")
-
-
-def _is_number(text: str) -> bool:
-    return text.isascii() and text.isdigit()
 
 
 def profile_dirs() -> list[Path]:
@@ -161,9 +190,9 @@ def load_profile(name_or_path: str) -> tuple[dict[str, Any], str]:
     values = data.get("run", data)
     if not isinstance(values, dict):
         raise ConfigError(f"profile {path}: [run] must be a table")
-    unknown = sorted(set(values) - set(_FIELDS) - {"description"})
+    unknown = sorted(set(values) - set(OPTIONS) - {"description"})
     if unknown:
-        raise ConfigError(f"profile {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
+        raise ConfigError(f"profile {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
     return {k: v for k, v in values.items() if k != "description"}, str(path)
 
 
@@ -177,7 +206,7 @@ def resolve(flags: dict[str, Any], env: dict[str, str] | None = None) -> RunConf
     if profile_name:
         profile_values, profile_path = load_profile(profile_name)
         sources["profile"] = profile_path
-    for name in _FIELDS:
+    for name in OPTIONS:
         env_name = f"HELIXDIAG_{name.upper()}"
         if flags.get(name) is not None:
             value, origin = flags[name], f"--{name.replace('_', '-')}"

@@ -112,6 +112,13 @@ def test_two_tcp_vms_each_port_gets_its_own_verdict(stacks, validator):
     assert doc["topology"]["kind"] == "tcp" and doc["topology"]["qemu_pid"] == a.pid
     assert any(f"pid {b.pid}" in line for line in doc["topology"]["also_on_this_machine"])
 
+    text = run_cli("run", "--all", "--side", "host", "--port", str(healthy_port), "--timeout", "1",
+                   env={**clean_env(), "COLUMNS": "400"}, timeout=60)
+    assert text.returncode == 0, text.stdout
+    also = [line for line in text.stdout.splitlines() if line.startswith("also on this machine, not judged:")]
+    assert len(also) == 1 and f"QEMU pid {b.pid} (helix-port={broken_port}" in also[0], text.stdout
+    assert f"QEMU pid {a.pid}" not in also[0]
+
     proc, doc = run_host(broken_port, validator=validator)
     assert proc.returncode == 1
     root = root_of(doc)

@@ -45,6 +45,16 @@ def test_merged_report_concludes_the_host_root_cause(tmp_path):
     assert doc["config"]["guest"]["config"]["side"] == "guest"
 
 
+def test_merged_text_report_names_both_sides_in_its_header(tmp_path):
+    stack, _ = selftest.build(None)
+    with stack:
+        res = run_cli("run", "guest-tcp", "stream", "--guest", GUEST, "--host", "127.0.0.1",
+                      "--port", str(stack.port), "--socket", stack.socket_path, "--timeout", "1", cwd=tmp_path,
+                      env={"COLUMNS": "400"})
+    head = res.stdout.splitlines()[0]
+    assert head.startswith(f"helixdiag run — side host + guest (via {GUEST})"), head
+
+
 def test_guest_port_is_compared_with_the_host_across_sides(tmp_path):
     stack, _ = selftest.build(None)
     with stack:

@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from helixdiag import remote, runner
-from helixdiag.cli.options import FloatRange, IntRange, output_file, write_file, write_json
-from helixdiag.config import CHOICES, resolve
+from helixdiag.cli.options import SIZE, FloatRange, IntRange, output_file, write_file, write_json
+from helixdiag.config import OPTIONS, RunConfig, resolve
 from helixdiag.errors import ConfigError
 from helixdiag.report import bundle, html, junit, merge, text
 
 
 def run_options(func):
-    """The options of SPEC.md §3, shared by `run` and `fix` (each also HELIXDIAG_<NAME>)."""
-    options = [
-        click.option("--side", type=click.Choice(CHOICES["side"]), help="auto = guest inside a QEMU/UTM guest, else host; both = everything here (CI)."),
-        click.option("--topology", type=click.Choice(CHOICES["topology"]), help="socat = TCP → socat → Unix socket → QEMU; tcp = QEMU listens itself."),
-        click.option("--mode", type=click.Choice(CHOICES["mode"]), help="request (vsockenc) or scanout (SUBSCRIBE) for the stream probes."),
-        click.option("--host", metavar="ADDR", help="What the guest dials (default 10.0.2.2; 127.0.0.1 with --side both)."),
-        click.option("--port", type=IntRange(1, 65535), help="The port the guest dials (default: discovered)."),
-        click.option("--socket", metavar="PATH", help="The Unix socket (default: socat's target, QEMU's cwd, UTM's Group Container)."),
-        click.option("--qemu-log", metavar="PATH", help="QEMU's helix log (default on macOS: UTM's helix-debug.log)."),
-        click.option("--gst-log", metavar="PATH", help="vsockenc's GST_DEBUG log."),
-        click.option("--pipeline", metavar="STRING", help="The guest's GStreamer pipeline, for the lint."),
-        click.option("--pipewire-node", metavar="ID|NAME", help="The PipeWire video source node."),
-        click.option("--profile", metavar="NAME|FILE", help="A profile from checks/ (e.g. macos-host, ci-smoke) or a TOML file."),
-        click.option("--timeout", type=FloatRange(0.05, 600), help="Seconds per network wait (default 2)."),
-        click.option("--frames", type=IntRange(1, 10_000), help="Frames in the stream exchange (default 10)."),
-        click.option("--size", metavar="WxH", help="Picture size of the stream exchange (default 640x360)."),
-        click.option("--deadline", type=FloatRange(1, 3600), help="Bound on the whole run, seconds (default 30)."),
-    ]
+    """`run`'s options, built from their one declaration (config.RunConfig), shared by `run`,
+    `fix` and `watch`; each can also come from HELIXDIAG_<NAME> or a profile."""
+    options = [_click_option(name, f.metadata) for name, f in OPTIONS.items()]
+    options.insert(-4, click.option("--profile", metavar="NAME|FILE",
+                                    help="A profile from checks/ (e.g. macos-host, ci-smoke) or a TOML file."))
     for option in reversed(options):
         func = option(func)
     return func
 
 
-CONFIG_KEYS = ("side", "topology", "mode", "host", "port", "socket", "qemu_log", "gst_log", "pipeline",
-               "pipewire_node", "profile", "timeout", "frames", "size", "deadline")
+def _click_option(name: str, meta: dict) -> Callable:
+    kind, flag = meta["kind"], f"--{name.replace('_', '-')}"
+    if meta["choices"]:
+        return click.option(flag, type=click.Choice(meta["choices"]), help=meta["help"])
+    if kind is int:
+        return click.option(flag, type=IntRange(meta["low"], meta["high"]), help=meta["help"])
+    if kind is float:
+        return click.option(flag, type=FloatRange(meta["low"], meta["high"]), help=meta["help"])
+    return click.option(flag, type=SIZE if kind == "size" else None, metavar=meta["metavar"], help=meta["help"])
+
+
+CONFIG_KEYS = (*OPTIONS, "profile")
 
 
 @click.command("run")
@@ -97,17 +96,9 @@ def execute(app, flags: dict, names: list[str], run_all: bool):
     return work.run()
 
 
-GUEST_FORWARDED = ("host", "port", "timeout", "mode", "pipeline", "gst_log", "pipewire_node", "frames", "size")
-
-
 def execute_with_guest(app, flags: dict, names: list[str], run_all: bool, prefix: str, timeout: float):
     """The guest probes remotely, the host probes here, one merged report."""
-    args: list[str] = []
-    for key in GUEST_FORWARDED:
-        value = flags.get(key)
-        if value is not None:
-            args += [f"--{key.replace('_', '-')}", str(value)]
-    args += names
+    args = RunConfig().guest_arguments(flags) + names
     if app.terminal.is_tty and not app.terminal.quiet:
         with app.terminal.human.status(f"running the guest side via {prefix}…"):
             guest = remote.run_guest(prefix, args, run_timeout=timeout)

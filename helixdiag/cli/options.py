@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 
+from helixdiag.config import parse_size
 from helixdiag.protocol import FORMAT_NAMES, PixelFormat
 
 
@@ -59,15 +59,10 @@ class SizeType(click.ParamType):
     name = "WxH"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            return value
-        m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(value))
-        if not m:
-            self.fail(f"{value!r} is not WIDTHxHEIGHT, e.g. 1920x1080", param, ctx)
-        w, h = int(m.group(1)), int(m.group(2))
-        if not (0 < w <= 8192 and 0 < h <= 8192):
-            self.fail(f"{w}x{h}: each side must be 1..8192", param, ctx)
-        return w, h
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 SIZE = SizeType()

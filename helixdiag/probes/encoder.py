@@ -19,7 +19,7 @@ FRAMES = 3
 @register("encoder.session", layer="encoder", side=Side.HOST,
           description="open the platform H.264 encoder (VideoToolbox on macOS, else libx264), encode 3 frames")
 def encoder_session(ctx: ProbeContext) -> Outcome:
-    width, height = ctx.config.size_tuple
+    width, height = ctx.config.size
     try:
         encoder, reason = open_encoder("auto", width=width, height=height, bitrate=4_000_000, gop=60, fps=60)
     except EncoderUnavailable as exc:

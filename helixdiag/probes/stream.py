@@ -63,7 +63,7 @@ def stream_exchange(ctx: ProbeContext) -> Outcome:
         return _no_endpoint(ctx)
     mode = "scanout" if ctx.config.mode == "scanout" else "request"
     opts = ExchangeOptions(endpoint=endpoint, mode=mode, frames=ctx.config.frames,
-                           size=ctx.config.size_tuple, format=PixelFormat.NV12, timeout=ctx.config.timeout,
+                           size=ctx.config.size, format=PixelFormat.NV12, timeout=ctx.config.timeout,
                            connect_timeout=ctx.config.timeout)
     try:
         result = exchange(opts)

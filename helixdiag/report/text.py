@@ -42,7 +42,9 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
     symptom_probes = {s["probe"] for s in diag.symptoms}
     topo = report.topology or {}
     cfg = report.config
-    head = f"helixdiag run — side {cfg.get('side')}"
+    guest = cfg.get("guest") or {}
+    side = f"host + guest (via {guest['prefix']})" if guest.get("prefix") else cfg.get("side")
+    head = f"helixdiag run — side {side}"
     if topo:
         head += f" · topology {topo.get('kind')} ({topo.get('kind_source')})"
         if topo.get("listen_port"):
@@ -50,6 +52,9 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
         if topo.get("socket"):
             head += f" · socket {topo['socket']}"
     t.print(Text(head, style="bold"))
+    if elsewhere := topo.get("also_on_this_machine"):
+        # Other VMs, socats and test servers: named so nobody mistakes them for this path.
+        t.print(Text(f"also on this machine, not judged: {'; '.join(elsewhere)}", style="muted"))
 
     table = Table(show_header=False, box=None, pad_edge=False, expand=False)
     table.add_column("side", style="muted", no_wrap=True)
