@@ -29,7 +29,6 @@ from helixdiag.logscan import (
     GstLogSummary,
     QemuLogSummary,
     UnknownLogSummary,
-    dispatch,
     scan_file,
     scan_gst_log,
     scan_lines,
@@ -75,12 +74,11 @@ def test_table_is_consistent():
         assert json.dumps(sig.to_dict())
 
 
-def test_every_handler_belongs_to_a_signature():
+def test_every_handler_is_named_by_a_row():
     for cls in (logscan._GstScanner, logscan._QemuScanner):
-        handlers = {n for n in dir(cls) if n.startswith("_on_")}
-        names = {"_on_" + s.name.split(".", 1)[1].replace(".", "_").replace("-", "_")
-                 for s in logscan.signatures_for(cls.kind)}
-        assert handlers <= names, f"{cls.kind}: handlers for no signature: {handlers - names}"
+        handlers = {n for n in vars(cls) if n.startswith("_on_")}
+        named = {s.handler.__name__ for s in logscan.signatures_for(cls.kind) if s.handler}
+        assert handlers == named, f"{cls.kind}: handlers no row names: {handlers - named}"
 
 
 def test_ids_emitted_are_all_in_the_catalog():
@@ -148,7 +146,7 @@ def test_every_failures_md_string_is_in_the_table():
                 else:
                     continue  # "… SCANOUT_RESP", "…, stride=%u": tails of the string before
             line = _instantiate(fmt)
-            if dispatch._match(dispatch._DISPATCH[kind], line) is None:
+            if logscan.RULES[kind].dispatch.match(line) is None:
                 missing.append((kind, fmt))
     assert not missing, missing
 
@@ -182,7 +180,7 @@ def test_every_failures_md_string_is_in_the_table():
     ("qemu", "[HELIX] Client recv timeout (10min idle), disconnecting", "qemu.recv-timeout"),
 ])
 def test_the_specific_signature_wins(kind, line, name):
-    found = dispatch._match(dispatch._DISPATCH[kind], line)
+    found = logscan.RULES[kind].dispatch.match(line)
     assert found is not None and found[0].name == name
 
 

@@ -1,10 +1,12 @@
 """Scan vsockenc GST_DEBUG logs and QEMU `[HELIX]` logs for the known signatures.
 
-One declarative table (`SIGNATURES`) holds every log string of FAILURES.md §3 (vsockenc,
-including the historical formats), §4 (host: 4.1 init/transport, 4.2 legacy FRAME_REQUEST,
-4.3 scanout) and §4.4 (guest Go strings), each with its log kind, its meaning, the failure id
-it proves (or None for informational and healthy markers) and the facts it extracts (the
-regex's named groups, plus an init `step` for host lines). Two scanners read it:
+One declarative table (`SIGNATURES`) holds every known log string (vsockenc, including its
+historical formats; the host's init/transport, legacy FRAME_REQUEST and scanout strings;
+desktop-bridge's Go strings), each with its log kind, its meaning, the failure id it proves
+(or None for informational and healthy markers), the facts it extracts (the regex's named
+groups, plus an init `step` for host lines) and what a matching line does (its `effect`s,
+or for the few that need state across lines, the scanner method named as its `handler`).
+It is compiled per kind into `RULES` (dispatch and a plan per row). Two scanners run them:
 
 * `scan_gst_log(lines)` → `GstLogSummary`: the per-frame sequence, frame counts, connect
   targets, and the vsockenc findings.
@@ -16,7 +18,7 @@ a 100 MB log is scanned in bounded memory. `scan_file(path, kind="auto")` opens 
 a gzip file) with `errors="replace"`, caps every line at `MAX_LINE_CHARS`, and picks the kind
 from the first line that only one kind can produce. No scanner raises on any input line.
 
-Matching follows FAILURES.md §0: a GST_DEBUG line is split into time, level, category,
+Matching: a GST_DEBUG line is split into time, level, category,
 function and message (file line numbers change between versions and are ignored); the
 message is matched at its start, and a signature that names a function only matches lines
 from that function. Host lines are matched after the `helix: ` stderr prefix (helix-debug.log
@@ -25,7 +27,7 @@ first.
 
 Judgement notes (the places where a log alone is ambiguous):
 
-* The HEAD element is pipelined (PROTOCOL.md §10.4): the reply to frame N is read only when
+* The HEAD element is pipelined: the reply to frame N is read only when
   frame N+1 arrives. So a healthy log that stops mid-stream ends with "Sent frame N" and one
   frame unanswered. `vsockenc-no-reply` is reported only when the log shows that the next
   frame already started (its resource-id lines, or "Draining last pending frame on stop")
@@ -34,9 +36,10 @@ Judgement notes (the places where a log alone is ambiguous):
 * helix-debug.log is appended across QEMU runs; every "Initializing frame export" after a
   completed init starts a new run, and only the last run is judged (earlier runs are listed).
 
-The package: `signatures` (the table and constants), `dispatch` (line → signature),
-`summary` (the result types), `scanner` (the shared scanner base), `gst` and `qemu` (the two
-scanners); this module holds the entry points.
+The package: `signatures` (the table), `dispatch` (the table compiled: line → signature →
+plan), `summary` (the result types), `scanner` (constants, effect kinds, the shared scanner
+base), `gst` and `qemu` (the two scanners, their effect kinds and stateful handlers); this
+module holds the entry points.
 """
 
 from __future__ import annotations
@@ -51,17 +54,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from helixdiag.errors import ConfigError, UsageError
+from helixdiag.logscan.dispatch import RULES, Rules, compile_rules
 from helixdiag.logscan.gst import _GstScanner
 from helixdiag.logscan.qemu import _QemuScanner
-from helixdiag.logscan.signatures import (
-    EVIDENCE_CHARS,
-    INIT_STEPS,
-    KINDS,
-    MAX_LINE_CHARS,
-    SIGNATURES,
-    Signature,
-    signatures_for,
-)
+from helixdiag.logscan.scanner import EVIDENCE_CHARS, INIT_STEPS, KINDS, MAX_LINE_CHARS, Effect
+from helixdiag.logscan.signatures import SIGNATURES, Signature, signatures_for
 from helixdiag.logscan.summary import (
     GstLogSummary,
     LogSummary,
@@ -75,13 +72,17 @@ __all__ = [
     "INIT_STEPS",
     "KINDS",
     "MAX_LINE_CHARS",
+    "RULES",
     "SIGNATURES",
+    "Effect",
     "GstLogSummary",
     "LogSummary",
     "Note",
     "QemuLogSummary",
+    "Rules",
     "Signature",
     "UnknownLogSummary",
+    "compile_rules",
     "scan_file",
     "scan_gst_log",
     "scan_lines",
@@ -131,7 +132,7 @@ def scan_lines(lines: Iterable[str | bytes], kind: str = "auto",
     no = 0
     scanner: _GstScanner | _QemuScanner
     if kind == "auto":
-        g, q = _GstScanner(), _QemuScanner()
+        g, q = _GstScanner(RULES["gst"]), _QemuScanner(RULES["qemu"])
         chosen: _GstScanner | _QemuScanner | None = None
         for line in it:
             no += 1
@@ -148,7 +149,7 @@ def scan_lines(lines: Iterable[str | bytes], kind: str = "auto",
             return unknown
         scanner = chosen
     else:
-        scanner = _GstScanner() if kind == "gst" else _QemuScanner()
+        scanner = _GstScanner(RULES["gst"]) if kind == "gst" else _QemuScanner(RULES["qemu"])
     feed = scanner.feed
     for line in it:
         no += 1

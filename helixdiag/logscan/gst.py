@@ -1,34 +1,61 @@
-"""The vsockenc GST_DEBUG log scanner (`_GstScanner`).
+"""The vsockenc GST_DEBUG log scanner (`_GstScanner`) and its effect kinds.
 
 It splits each GST_DEBUG line into time, level, category, function and message, matches the
-message against the gst signatures, follows the per-frame sequence (sent, resource id,
-reply), the connect targets and the element generation, and at the end judges the log into a
+message against the gst signatures and applies the matched row's plan: the GST effect kinds
+(connect, connect failed, the pending frame failed or closed, a frame started) are defined
+here next to the three stateful handlers (a frame sent, a reply finished), which follow the
+per-frame sequence (sent, resource id, reply). At the end it judges the log into a
 `GstLogSummary` with the vsockenc findings (connect failed, no reply, desync, host error,
-peer closed …). The GST_DEBUG line parser and the magic-number reader only it uses are here.
+peer closed …). The element generations (`_ERAS`) and vsockenc failure ids live here.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helixdiag.findings import Finding
-from helixdiag.logscan.dispatch import _DISPATCH, _match
-from helixdiag.logscan.scanner import _bounded_add, _int, _Scanner, _trim
-from helixdiag.logscan.signatures import (
-    _BY_NAME,
-    _ERAS,
-    _MSG_TYPES,
-    _NOT_PIPELINED,
+from helixdiag.logscan.scanner import (
     _SAMPLES,
-    CONNECT_FAILED,
-    DESYNC,
-    HOST_ERROR,
-    NO_REPLY,
-    PEER_CLOSED,
-    Signature,
+    Effect,
+    _bounded_add,
+    _int,
+    _Scanner,
+    _trim,
 )
 from helixdiag.logscan.summary import GstLogSummary
+from helixdiag.protocol import MsgType
+
+if TYPE_CHECKING:
+    from helixdiag.logscan.dispatch import Rules
+    from helixdiag.logscan.signatures import Signature
+
+CONNECT_FAILED = "vsockenc-connect-failed"
+NO_REPLY = "vsockenc-no-reply"
+DESYNC = "vsockenc-desync"
+HOST_ERROR = "vsockenc-host-error"
+PEER_CLOSED = "vsockenc-peer-closed"
+
+# vsockenc generations, dated by the strings each one prints (the `era` column).
+_ERAS = {
+    "head": "HEAD (65042b748 or later: pipelined, one request in flight)",
+    "sync": "9ea0179fb–0908db89d (synchronous request/reply)",
+    "pre-pipelining": "9aa275186–0908db89d (TCP, before pipelining)",
+    "recv-thread": "b608802f0–9aa275186 (receive thread)",
+    "p0": "8eaee4cf9 (P0 'simple' protocol)",
+    "old-connect": "8eaee4cf9–b608802f0",
+    "gem-handle": "65042b748 or earlier (GEM handle used as resource id)",
+}
+_NOT_PIPELINED = {"sync", "pre-pipelining", "recv-thread", "p0", "old-connect"}
+
+
+def _msg_type_name(text: str | None, base: int = 10) -> str:
+    """The protocol's name for a logged message type number, or "?"."""
+    try:
+        return MsgType(int(text or "", base)).name
+    except ValueError:
+        return "?"
+
 
 # ════════════════════════════════════════════════════════════════════ vsockenc (gst)
 
@@ -79,17 +106,44 @@ def _int_hex(text: str) -> int | None:
         return None
 
 
-_FRAME_START = {"gst.not-dmabuf", "gst.no-resource-id", "gst.dmabuf-resource", "gst.dmabuf-fd-failed",
-                "gst.prime-failed", "gst.resource-info-failed", "gst.old.gem-resource",
-                "gst.old.gem-failed"}
+# ── the GST effect kinds (constructors for the table; implementations below the class) ──
+
+
+def connect(transport: str) -> Effect:
+    """A connection was made ("tcp", "unix", "vsock" or "unknown"): target, counters; any
+    frame in flight belonged to the old connection."""
+    return Effect("connect", value=transport, label=f"connected ({transport})")
+
+
+def connect_failed(transport: str, error: str | None = None) -> Effect:
+    """A connect attempt failed: count it, keep its error (the `error` group, or `error` as a
+    format string over the groups) and the target it names."""
+    return Effect("connect_failed", value=(transport, error), label=f"connect failed ({transport})")
+
+
+def closed(resolve: bool) -> Effect:
+    """The host closed the connection: keep the error; with `resolve`, the pending frame (if
+    any) failed."""
+    return Effect("closed", value=resolve, label="connection closed" + (
+        ": the pending frame failed" if resolve else ""))
+
+
+def pending_mark(field: str) -> Effect:
+    """While a frame waits for its reply, remember the first such line in `field` (the next
+    frame started, or the drain at stop): the evidence that the reply is overdue."""
+    return Effect("pending_mark", field, label=f"mark {field} while a frame waits")
+
+
+FRAME_FAILED = Effect("frame_failed", label="the pending frame failed")  # its reply is unusable
+FRAME_STARTED = pending_mark("pending_next")  # the next frame started: the reply is overdue
 
 
 class _GstScanner(_Scanner):
     kind = "gst"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.d = _DISPATCH["gst"]
+    def __init__(self, rules: Rules) -> None:
+        super().__init__(rules)
+        self.d = rules.dispatch
         self.s = GstLogSummary()
         self.gst_lines = self.vsockenc_lines = 0
         self.first_ts: str | None = None
@@ -101,6 +155,11 @@ class _GstScanner(_Scanner):
         self.pending_drain: dict[str, Any] | None = None
         self.pending_text = ""
         self.overlapping = 0  # "Sent frame" while the previous one had no reply logged
+        # the effects' state (the scanner itself); finish() copies the summary's share
+        self.shm_frames = self.dmabuf_frames = self.resource_id_failures = 0
+        self.pixel_bytes: int | None = None
+        self.video_mode: str | None = None
+        self.pipeline: str | None = None
         self.magics: dict[str, int] = {}
         self.unexpected: dict[str, int] = {}
         self.short_reads = 0
@@ -124,12 +183,12 @@ class _GstScanner(_Scanner):
                 if cat != "vsockenc":
                     return 0
                 self.vsockenc_lines += 1
-                found = _match(self.d, msg.lstrip(), func, False)
+                found = self.d.match(msg.lstrip(), func, False)
                 if found is not None:
                     self._apply(no, line, found[0], found[1])
                 return 2
             self.cur_ts = None
-            found = _match(self.d, line.strip())
+            found = self.d.match(line.strip())
             if found is None:
                 return 0
             sig, m = found
@@ -138,14 +197,6 @@ class _GstScanner(_Scanner):
         except Exception:  # noqa: BLE001 - one odd line must not end the scan
             self.internal_errors += 1
             return 0
-
-    def _apply(self, no: int, line: str, sig: Signature, m: re.Match[str]) -> None:
-        if sig.era is not None and sig.era not in self.eras:
-            self.eras[sig.era] = no
-        name = sig.name
-        if name in _FRAME_START and self.pending is not None and self.pending_next is None:
-            self.pending_next = {"line_no": no, "ts": self.cur_ts, "line": _trim(line)}
-        super()._apply(no, line, sig, m)
 
     # ---------------------------------------------------------------- frame bookkeeping
     def _resolve(self, ok: bool) -> dict[str, Any] | None:
@@ -157,9 +208,15 @@ class _GstScanner(_Scanner):
             self.s.frames_failed += 1
         return done
 
-    def _connect(self, no: int, transport: str, host: str | None = None, port: int | None = None,
-                 path: str | None = None) -> None:
-        s = self.s
+    def _see_era(self, era: str, no: int, line: str, m: re.Match[str]) -> None:
+        """The `era` column: this line dates the element (the first line of each era is kept)."""
+        if era not in self.eras:
+            self.eras[era] = no
+
+    # ---------------------------------------------------------------- effect kinds
+    def _fx_connect(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        s, transport, gd = self.s, e.value, m.groupdict()
+        host, port, path = gd.get("host", gd.get("cid")), _int(gd.get("port")), gd.get("path")
         s.connects += 1
         s.transport = transport
         s.last_connect = {"transport": transport, "host": host, "port": port, "path": path,
@@ -176,70 +233,45 @@ class _GstScanner(_Scanner):
             s.connect_targets.append(target)
         self.pending = self.pending_next = self.pending_drain = None  # a new connection
 
-    # ---------------------------------------------------------------- handlers
-    def _on_tcp_connected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect(no, "tcp", m["host"], _int(m["port"]))
-
-    _on_old_tcp_connected = _on_tcp_connected
-
-    def _on_unix_connected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect(no, "unix", path=m["path"])
-
-    def _on_vsock_connected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect(no, "vsock", m["cid"], _int(m["port"]))
-
-    def _on_old_connected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect(no, "unknown")
-
-    def _connect_failed(self, m: re.Match[str], transport: str) -> None:
-        self.s.connect_failures += 1
-        err = m.groupdict().get("error") or ""
+    def _fx_connect_failed(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        s, (transport, error), gd = self.s, e.value, m.groupdict()
+        s.connect_failures += 1
+        err = error.format(**gd) if error else gd.get("error") or ""
         if err:
             _bounded_add(self.connect_errors, err)
-        if transport == "tcp" and m.groupdict().get("port"):
-            self.s.tcp_host, self.s.tcp_port = m["host"], _int(m["port"])
-            self.s.transport = "tcp"
-        elif transport == "unix" and m.groupdict().get("path"):
-            self.s.socket_path, self.s.transport = m["path"], "unix"
+        if transport == "tcp":
+            if gd.get("port"):
+                s.tcp_host, s.tcp_port, s.transport = gd["host"], _int(gd["port"]), "tcp"
+            elif "host" in gd:  # an invalid tcp-host: no port was tried
+                s.tcp_host, s.transport = gd["host"], "tcp"
+        elif transport == "unix" and gd.get("path"):
+            s.socket_path, s.transport = gd["path"], "unix"
         elif transport == "vsock":
-            self.s.transport = "vsock"
+            s.transport = "vsock"
 
-    def _on_tcp_connect_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect_failed(m, "tcp")
+    def _fx_frame_failed(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        self._resolve(ok=False)
 
-    def _on_unix_connect_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect_failed(m, "unix")
+    def _fx_closed(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        if e.value and self.pending is not None:
+            self._resolve(ok=False)
+        err = m.groupdict().get("error") or ""
+        if err:
+            _bounded_add(self.close_errors, err)
 
-    def _on_vsock_connect_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect_failed(m, "vsock")
+    def _fx_pending_mark(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        if self.pending is not None and getattr(self, e.field) is None:  # type: ignore[arg-type]
+            setattr(self, e.field, {"line_no": no, "ts": self.cur_ts,  # type: ignore[arg-type]
+                                    "line": _trim(line)})
 
-    def _on_vsock_socket_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect_failed(m, "vsock")
+    EFFECTS = {**_Scanner.EFFECTS, "connect": _fx_connect, "connect_failed": _fx_connect_failed,
+               "frame_failed": _fx_frame_failed, "closed": _fx_closed,
+               "pending_mark": _fx_pending_mark}
 
-    def _on_tcp_socket_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect_failed(m, "tcp")
-
-    def _on_unix_socket_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._connect_failed(m, "unix")
-
-    def _on_tcp_invalid_host(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.connect_failures += 1
-        self.s.tcp_host, self.s.transport = m["host"], "tcp"
-        _bounded_add(self.connect_errors, f"invalid tcp-host {m['host']!r}")
-
-    def _on_not_dmabuf(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.shm_frames += 1
-
-    def _on_dmabuf_resource(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.dmabuf_frames += 1
-
-    def _on_no_resource_id(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.resource_id_failures += 1
-
-    def _on_sent_pixels(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.pixel_bytes = _int(m["bytes"])
-
-    def _on_sent_frame(self, no: int, line: str, m: re.Match[str]) -> None:
+    # ---------------------------------------------------------------- stateful handlers
+    def _on_sent_frame(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """a request went out: it becomes the pending frame (counter restarts, overlap with an
+        unanswered one, size, pixel format and bandwidth are checked)"""
         s = self.s
         frame = _int(m["frame"])
         if s.last_sent is not None and frame is not None and s.last_sent["frame"] is not None \
@@ -251,7 +283,7 @@ class _GstScanner(_Scanner):
         width, height = _int(m["width"]), _int(m["height"])
         info = {"frame": frame, "ts": self.cur_ts, "line_no": no,
                 "resource_id": _int(m["resource_id"]), "width": width, "height": height,
-                "keyframe": m["keyframe"] == "1", "pixel_bytes": s.pixel_bytes}
+                "keyframe": m["keyframe"] == "1", "pixel_bytes": self.pixel_bytes}
         s.last_sent = info
         s.frame_size = f"{width}x{height}"
         self.pending, self.pending_next, self.pending_drain = info, None, None
@@ -259,14 +291,14 @@ class _GstScanner(_Scanner):
         self._check_bandwidth(no, line, width, height)
 
     def _check_bandwidth(self, no: int, line: str, width: int | None, height: int | None) -> None:
-        nbytes = self.s.pixel_bytes
+        nbytes = self.pixel_bytes
         if not (nbytes and width and height):
             return
         bpp = nbytes / (width * height)
         self.s.pixel_format = "NV12" if 1.45 <= bpp <= 1.6 else "BGRx/BGRA" if 3.9 <= bpp <= 4.2 \
             else f"{bpp:.2f} bytes/pixel"
         if 3.9 <= bpp <= 4.2 and nbytes > 1_000_000:
-            acc = self._hit("gst-bgra-bandwidth", no, line, _BY_NAME["gst.sent-pixels"], None)
+            acc = self._hit("gst-bgra-bandwidth", no, line, self.by_name["gst.sent-pixels"], None)
             acc.extra = {"pixel_bytes": nbytes, "frame_size": f"{width}x{height}",
                          "nv12_bytes": width * height * 3 // 2}
 
@@ -282,76 +314,20 @@ class _GstScanner(_Scanner):
             "total_size": _int(m["total_size"]),
         }
 
-    def _on_finished(self, no: int, line: str, m: re.Match[str]) -> None:
+    def _on_finished(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """a reply was consumed: the pending frame finished (keyframe, NAL count, size); more
+        than one NAL entry proves stream-nal-count (the largest count is kept)"""
         self._finished(no, m)
         if (_int(m["nal_count"]) or 0) > 1:
-            acc = self._hit("stream-nal-count", no, line, _BY_NAME["gst.finished"], m)
+            acc = self._hit("stream-nal-count", no, line, sig, m)
             acc.extra["max_nal_count"] = max(acc.extra.get("max_nal_count", 0), _int(m["nal_count"]) or 0)
 
-    def _on_old_finished(self, no: int, line: str, m: re.Match[str]) -> None:
+    def _on_old_finished(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """a reply was consumed (older element): the pending frame finished; more than one
+        NAL entry proves stream-nal-count"""
         self._finished(no, m)
         if (_int(m["nal_count"]) or 0) > 1:
-            self._hit("stream-nal-count", no, line, _BY_NAME["gst.old.finished"], m)
-
-    def _on_drain(self, no: int, line: str, m: re.Match[str]) -> None:
-        if self.pending is not None and self.pending_drain is None:
-            self.pending_drain = {"line_no": no, "ts": self.cur_ts, "line": _trim(line)}
-
-    def _on_host_error(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._resolve(ok=False)
-        _bounded_add(self.host_errors, m["code"])
-        self.host_error_text.setdefault(m["code"], m["text"][:100])
-
-    def _on_bad_magic(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._resolve(ok=False)
-        _bounded_add(self.magics, m["magic"].lower())
-
-    _on_old_invalid_message_magic = _on_old_invalid_response_magic = _on_bad_magic
-
-    def _on_unexpected_type(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._resolve(ok=False)
-        _bounded_add(self.unexpected, m["msg_type"])
-
-    _on_old_unknown_type = _on_unexpected_type
-
-    def _on_short_body(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._resolve(ok=False)
-        self.short_reads += 1
-
-    _on_short_nal_size = _on_short_nal_data = _on_old_read_frame_response_failed = _on_short_body
-
-    def _on_old_no_pending_frame(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.orphans += 1
-
-    def _closed(self, m: re.Match[str] | None, resolve: bool) -> None:
-        if resolve and self.pending is not None:
-            self._resolve(ok=False)
-        err = (m.groupdict().get("error") if m is not None else None) or ""
-        if err:
-            _bounded_add(self.close_errors, err)
-
-    def _on_read_header_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._closed(m, resolve=True)
-
-    _on_old_read_header_failed = _on_old_connection_lost_header = _on_read_header_failed
-    _on_old_connection_lost = _on_read_header_failed
-
-    def _on_write_request_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._closed(m, resolve=False)
-
-    _on_write_pixels_failed = _on_old_write_header_failed = _on_write_request_failed
-    _on_old_write_request_failed = _on_write_request_failed
-
-    def _on_go_using_vsockenc(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.video_mode = "vsockenc"
-
-    def _on_go_scanout_mode(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.video_mode = "scanout"
-        self._note("scanout-mode", "desktop-bridge runs in scanout mode: vsockenc is not used "
-                   "at all; force a GStreamer mode to test vsockenc", no, line)
-
-    def _on_bridge_pipeline(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.s.pipeline = m["pipeline"][:2000]
+            self._hit("stream-nal-count", no, line, sig, m)
 
     # ---------------------------------------------------------------- the end
     def finish(self) -> GstLogSummary:
@@ -363,6 +339,9 @@ class _GstScanner(_Scanner):
         s.element = self._element()
         s.host_errors = dict(self.host_errors)
         s.bad_magics = dict(self.magics)
+        s.shm_frames, s.dmabuf_frames = self.shm_frames, self.dmabuf_frames
+        s.resource_id_failures, s.pixel_bytes = self.resource_id_failures, self.pixel_bytes
+        s.video_mode, s.pipeline = self.video_mode, self.pipeline
         findings: list[Finding] = []
         if self.pending is not None:
             s.pending_at_end = self.pending["frame"]
@@ -436,7 +415,7 @@ class _GstScanner(_Scanner):
     def _gst_finding(self, fid: str) -> Finding:
         acc = self.accs[fid]
         s = self.s
-        first = _BY_NAME[acc.first_sig]
+        first = self.by_name[acc.first_sig]
         times = f" ({acc.count} lines)" if acc.count > 1 else ""
         if fid == CONNECT_FAILED:
             errs = ", ".join(self.connect_errors) or first.meaning
@@ -457,7 +436,7 @@ class _GstScanner(_Scanner):
             return self._finding(fid, msg, transport=s.transport, tcp_host=s.tcp_host,
                                  tcp_port=s.tcp_port, errors=dict(self.connect_errors))
         if fid == PEER_CLOSED:
-            seen = ", ".join(_BY_NAME[n].regex.pattern.split(":")[0].rstrip("$") +
+            seen = ", ".join(self.by_name[n].regex.pattern.split(":")[0].rstrip("$") +
                              (f" ×{c}" if c > 1 else "") for n, c in acc.sigs.items())
             msg = f"the host closed vsockenc's connection: {seen}"
             if self.close_errors:
@@ -470,7 +449,7 @@ class _GstScanner(_Scanner):
                 parts.append("bad magic " + ", ".join(_magic_hint(k) for k in list(self.magics)[:3]))
             if self.unexpected:
                 parts.append("unexpected message type " + ", ".join(
-                    f"{t} ({_MSG_TYPES.get(_int(t) or -1, '?')})" for t in self.unexpected))
+                    f"{t} ({_msg_type_name(t)})" for t in self.unexpected))
             if self.short_reads:
                 parts.append(f"{self.short_reads} short read(s)")
             if self.orphans:
@@ -495,9 +474,9 @@ class _GstScanner(_Scanner):
             return self._finding(fid, "the scanout reader got a reply that is not HXFR: bad magic "
                                  f"{_magic_hint(acc.fields.get('magic', '?'))}{times}")
         if fid == "stream-protocol-error":
-            t = _int_hex(acc.fields.get("msg_type", "")) or -1
+            t = acc.fields.get("msg_type")
             return self._finding(fid, "the scanout reader got a message of the wrong type: "
-                                 f"{acc.fields.get('msg_type')} ({_MSG_TYPES.get(t, '?')}){times}")
+                                 f"{t} ({_msg_type_name(t, 16)}){times}")
         if fid == "stream-connect-failed":
             return self._finding(fid, f"the scanout client could not connect to QEMU at "
                                  f"{acc.fields.get('addr')}: {acc.fields.get('error')}{times}")

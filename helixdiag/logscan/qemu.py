@@ -1,29 +1,36 @@
-"""The QEMU host log scanner (`_QemuScanner`) and its per-run state (`_Run`).
+"""The QEMU host log scanner (`_QemuScanner`), its per-run state (`_Run`) and effect kinds.
 
 It reads QEMU stderr or helix-debug.log (`[HELIX]` lines, with or without the `helix: `
 prefix): the init ladder (`INIT_STEPS`), version banner and host generation, listener,
 clients, subscribes and frame requests. helix-debug.log is appended across QEMU runs, so
 every new init starts a new `_Run`; only the last run is judged into a `QemuLogSummary`,
-earlier ones are listed.
+earlier ones are listed. The effects write the current run (`state`); the QEMU effect kinds
+(init, listening, bind and init errors, client activity, generation hints) and the few
+stateful handlers (version, client slots, subscribe, requests, encodes) are defined here.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helixdiag.findings import Finding
-from helixdiag.logscan.dispatch import _DISPATCH, _match
-from helixdiag.logscan.scanner import _Acc, _bounded_add, _int, _Scanner, _trim
-from helixdiag.logscan.signatures import (
-    _BY_NAME,
-    _MSG_TYPES,
+from helixdiag.logscan.gst import HOST_ERROR, _msg_type_name
+from helixdiag.logscan.scanner import (
     _SAMPLES,
     _STEP_INDEX,
-    HOST_ERROR,
-    Signature,
+    Effect,
+    _Acc,
+    _bounded_add,
+    _int,
+    _Scanner,
+    _trim,
 )
 from helixdiag.logscan.summary import QemuLogSummary
+
+if TYPE_CHECKING:
+    from helixdiag.logscan.dispatch import Rules
+    from helixdiag.logscan.signatures import Signature
 
 # ════════════════════════════════════════════════════════════════════ QEMU host log
 
@@ -48,14 +55,34 @@ def _generation_from_version(version: str) -> str | None:
     return None
 
 
-_GEN_HINTS = {
-    "qemu.h0-init": "H0", "qemu.ready-unix": "H1", "qemu.frame-request": "H1",
-    "qemu.frame-request-raw": "H1", "qemu.resource0-rejected": "H1", "qemu.guest-connected": "H1–H2",
-    "qemu.added-client": "H3–H4", "qemu.fcntl-failed": "H4", "qemu.control-send-failed": "H4",
-    "qemu.gl-blit-setup": "H4", "qemu.gl-blit-context": "H4", "qemu.frame-request-pixels": "H2–H3",
-    "qemu.subscribe": "H3–H4", "qemu.unix-bind-failed": "H1", "qemu.unix-socket-failed": "H1",
-    "qemu.unix-listen-failed": "H1",
-}
+# ── the QEMU effect kinds (constructors for the table; implementations in the class) ──
+
+
+def init_at(placeholder: bool = False) -> Effect:
+    """Frame-export init ran here (its port; `placeholder`: the H0 module, nothing listens)."""
+    return Effect("init_at", value=placeholder,
+                  label="init (placeholder: nothing listens)" if placeholder else "init")
+
+
+def listen(transport: str) -> Effect:
+    """The listener is up: `listen` = the transport and the line's groups (ports as numbers)."""
+    return Effect("listen", "listen", value=transport, label=f"listening ({transport})")
+
+
+def bind_error(transport: str) -> Effect:
+    """The listener could not bind: keep the port and error (the last few)."""
+    return Effect("bind_error", "bind_errors", value=transport, label=f"bind error ({transport})")
+
+
+def gen_hint(generation: str | None = None) -> Effect:
+    """This line dates the host: its generation (default: the row's `gen`) is a hint."""
+    return Effect("gen_hint", "gen_hints", value=generation,
+                  label=f"dates the host ({generation})" if generation else "dates the host")
+
+
+INIT_ERROR = Effect("init_error", "init_errors", label="init error")  # keep the line and error
+CLIENT_ACTIVE = Effect("client_active", label="client active")  # the line's client is not silent
+CLIENT_GONE = Effect("client_gone", label="client gone")
 
 
 class _Run:
@@ -75,7 +102,7 @@ class _Run:
         self.bind_errors: list[dict[str, Any]] = []
         self.init_errors: list[dict[str, Any]] = []
         self.encoder_errors: dict[str, int] = {}
-        self.host_error_codes: dict[str, int] = {}
+        self.host_errors: dict[str, int] = {}
         self.connected = self.disconnected = self.rejected = self.timeouts = 0
         self.guest_open = False
         self.slots: dict[str, dict[str, Any]] = {}  # client id -> state
@@ -97,14 +124,17 @@ class _Run:
                 "listen": self.listen, "findings": sorted(self.accs)}
 
 
+_PORTS = ("port", "guest_port")  # listen: the groups that are numbers
+
+
 class _QemuScanner(_Scanner):
     kind = "qemu"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.d = _DISPATCH["qemu"]
+    def __init__(self, rules: Rules) -> None:
+        super().__init__(rules)
+        self.d = rules.dispatch
         self.helix_lines = 0
-        self.run = _Run(None)
+        self.run = self.state = _Run(None)
         self.runs = 0
         self.earlier: list[dict[str, Any]] = []
         self.versions: list[str] = []
@@ -139,7 +169,7 @@ class _QemuScanner(_Scanner):
             content = line.strip()
             if not content:
                 return 0
-        found = _match(self.d, content)
+        found = self.d.match(content)
         if found is None:
             return 2 if mark is not None else 0
         sig, m = found
@@ -149,16 +179,12 @@ class _QemuScanner(_Scanner):
         self._apply(no, line, sig, m)
         return 2 if mark is not None else 1 if sig.detect else 0
 
-    def _apply(self, no: int, line: str, sig: Signature, m: re.Match[str]) -> None:
-        if sig.step == "init":
+    def _reach(self, step: str, no: int, line: str, m: re.Match[str]) -> None:
+        """The `step` column: this line proves the run got to `step` (an init starts a new run)."""
+        if step == "init":
             self._maybe_new_run(no)
-        run = self.run
-        if sig.step is not None and sig.step not in run.steps:
-            run.steps[sig.step] = no
-        hint = _GEN_HINTS.get(sig.name)
-        if hint and hint not in run.gen_hints:
-            run.gen_hints.append(hint)
-        _Scanner._apply(self, no, line, sig, m)
+        if step not in self.run.steps:
+            self.run.steps[step] = no
 
     def _maybe_new_run(self, no: int) -> None:
         run = self.run
@@ -170,71 +196,7 @@ class _QemuScanner(_Scanner):
             self.earlier.append(run.brief())
             if len(self.earlier) > _SAMPLES:
                 del self.earlier[0]
-        self.run = _Run(no)
-
-    # ---------------------------------------------------------------- handlers
-    def _on_h0_init(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.placeholder = True
-        self.run.init_line = no
-        self.run.init_port = _int(m["port"])
-
-    def _on_init(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.init_line = no
-        self.run.init_port = _int(m["port"])
-
-    def _on_version(self, no: int, line: str, m: re.Match[str]) -> None:
-        version = m["version"].strip()[:200]
-        self.run.version = version
-        if version not in self.versions and len(self.versions) < _SAMPLES:
-            self.versions.append(version)
-
-    def _on_build(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.build = m["build"].strip()[:200]
-
-    def _on_already_initialized(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._note("re-init", "init ran again in the same process (display reset/resize); "
-                   "harmless on builds with the fix", no, line)
-
-    def _on_ready_tcp(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.listen = {"transport": "tcp", "host": m["host"], "port": _int(m["port"]),
-                           "guest_host": m["guest_host"], "guest_port": _int(m["guest_port"]),
-                           "line_no": no}
-
-    def _on_ready_unix(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.listen = {"transport": "unix", "path": m["path"], "proxy_host": m["proxy_host"],
-                           "port": _int(m["port"]), "line_no": no}
-
-    def _bind_error(self, no: int, line: str, m: re.Match[str], transport: str) -> None:
-        port = _int(m.groupdict().get("port"))
-        self.run.bind_errors.append({"transport": transport, "port": port,
-                                     "error": m["error"][:200], "line_no": no})
-        del self.run.bind_errors[:-_SAMPLES]
-
-    def _on_tcp_bind_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._bind_error(no, line, m, "tcp")
-
-    def _on_unix_bind_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._bind_error(no, line, m, "unix")
-
-    def _init_error(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.init_errors.append({"line_no": no, "line": _trim(line),
-                                     "error": (m.groupdict().get("error") or "")[:200]})
-        del self.run.init_errors[:-_SAMPLES]
-
-    _on_unix_socket_failed = _on_unix_listen_failed = _on_tcp_socket_failed = _init_error
-    _on_tcp_listen_failed = _on_accept_thread_failed = _on_accept_failed = _init_error
-    _on_alloc_failed = _on_alloc_failed_debug = _on_virgl_init_failed = _init_error
-
-    def _on_guest_connected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.connected += 1
-        self.run.guest_open = True
-
-    def _on_guest_disconnected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.disconnected += 1
-        self.run.guest_open = False
-
-    def _on_client_connected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.connected += 1
+        self.run = self.state = _Run(no)
 
     def _slot(self, client: str) -> dict[str, Any]:
         slots = self.run.slots
@@ -242,148 +204,100 @@ class _QemuScanner(_Scanner):
             slots.pop(next(iter(slots)))
         return slots.setdefault(client, {"open": True, "silent": True, "line_no": None})
 
-    def _on_added_client(self, no: int, line: str, m: re.Match[str]) -> None:
+    # ---------------------------------------------------------------- effect kinds
+    def _fx_init_at(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        if e.value:
+            self.run.placeholder = True
+        self.run.init_line = no
+        self.run.init_port = _int(m["port"])
+
+    def _fx_listen(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        self.run.listen = {"transport": e.value, **{k: _int(v) if k in _PORTS else v
+                                                    for k, v in m.groupdict().items()},
+                           "line_no": no}
+
+    def _fx_bind_error(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        port = _int(m.groupdict().get("port"))
+        self.run.bind_errors.append({"transport": e.value, "port": port,
+                                     "error": m["error"][:200], "line_no": no})
+        del self.run.bind_errors[:-_SAMPLES]
+
+    def _fx_init_error(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        self.run.init_errors.append({"line_no": no, "line": _trim(line),
+                                     "error": (m.groupdict().get("error") or "")[:200]})
+        del self.run.init_errors[:-_SAMPLES]
+
+    def _fx_gen_hint(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        if e.value not in self.run.gen_hints:
+            self.run.gen_hints.append(e.value)
+
+    def _fx_client_active(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        client = m.groupdict().get("client")
+        if client is not None:
+            self._slot(client)["silent"] = False
+
+    def _fx_client_gone(self, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+        client = m.groupdict().get("client")
+        if client is not None:
+            self._slot(client)["open"] = False
+
+    EFFECTS = {**_Scanner.EFFECTS, "init_at": _fx_init_at, "listen": _fx_listen,
+               "bind_error": _fx_bind_error, "init_error": _fx_init_error,
+               "gen_hint": _fx_gen_hint, "client_active": _fx_client_active,
+               "client_gone": _fx_client_gone}
+
+    # ---------------------------------------------------------------- stateful handlers
+    def _on_version(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """the run's VERSION banner (also listed across runs)"""
+        version = m["version"].strip()[:200]
+        self.run.version = version
+        if version not in self.versions and len(self.versions) < _SAMPLES:
+            self.versions.append(version)
+
+    def _on_added_client(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """a client slot is taken: the client is open and silent until it sends something"""
         self.run.slots[m["client"]] = {"open": True, "silent": True, "line_no": no,
                                        "fd": _int(m["fd"])}
         if len(self.run.slots) > 64:
             self.run.slots.pop(next(iter(self.run.slots)))
 
-    def _on_handler_started(self, no: int, line: str, m: re.Match[str]) -> None:
+    def _on_handler_started(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """the client's handler thread runs: remember where (a silent client is judged later)"""
         slot = self._slot(m["client"])
         slot["open"] = True
         slot["started_line"] = no
         slot["started_text"] = _trim(line)
 
-    def _client_activity(self, m: re.Match[str]) -> None:
-        client = m.groupdict().get("client")
-        if client is not None:
-            self._slot(client)["silent"] = False
-
-    def _on_subscribe(self, no: int, line: str, m: re.Match[str]) -> None:
+    def _on_subscribe(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """a SUBSCRIBE: counted and sampled; fe != g_fe proves stream-no-reply (double init)"""
         run = self.run
-        self._client_activity(m)
         run.subscribes += 1
         if len(run.subscribe_samples) < _SAMPLES:
             run.subscribe_samples.append({"client": _int(m["client"]), "scanout": _int(m["scanout"]),
                                           "fe": m["fe"], "g_fe": m["g_fe"], "line_no": no})
         if m["fe"] != m["g_fe"]:
-            acc = self._hit("stream-no-reply", no, line, _BY_NAME["qemu.subscribe"], m)
+            acc = self._hit("stream-no-reply", no, line, sig, m)
             acc.extra["double_init"] = True
 
-    def _on_config_req(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-
-    _on_after_subscribe = _on_config_req
-
-    def _client_gone(self, m: re.Match[str]) -> None:
-        client = m.groupdict().get("client")
-        if client is not None:
-            self._slot(client)["open"] = False
-
-    def _on_client_disconnected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.disconnected += 1
-        self._client_gone(m)
-
-    def _on_removing_client(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_gone(m)
-
-    def _on_client_invalid_magic(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-        self._client_gone(m)
-
-    def _on_control_send_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-        self._client_gone(m)
-
-    def _on_partial_send_close(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-        self._client_gone(m)
-        self.run.drops += 1
-
-    def _on_partial_send(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-        self.run.drops += 1
-
-    def _on_client_dropping(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-        self.run.drops += 1
-
-    def _on_send_failed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._client_activity(m)
-
-    _on_send_error = _on_send_failed
-
-    def _on_no_slots(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.rejected += 1
-
-    def _on_recv_timeout(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.timeouts += 1
-
-    def _on_unknown_type(self, no: int, line: str, m: re.Match[str]) -> None:
-        _bounded_add(self.run.unknown_types, m["msg_type"])
-
-    def _host_error(self, code: str) -> None:
-        _bounded_add(self.run.host_error_codes, code)
-
-    def _on_unknown_type_h1(self, no: int, line: str, m: re.Match[str]) -> None:
-        _bounded_add(self.run.unknown_types, m["msg_type"])
-        self._host_error("-1")
-
-    def _on_invalid_magic_h1(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._host_error("-1")
-
-    def _on_resource0_rejected(self, no: int, line: str, m: re.Match[str]) -> None:
-        self._host_error("-2")
-
-    _on_iosurface_resource_failed = _on_iosurface_encoding_failed = _on_resource0_rejected
-
-    def _on_frame_request_pixels(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.frame_requests += 1
+    def _on_frame_request_pixels(self, sig: Signature, no: int, line: str,
+                                 m: re.Match[str]) -> None:
+        """pixel_data=NO proves stream-wrong-picture (the request is not the guest's picture)"""
         if m["pixel_data"] == "NO":
             self.run.no_pixels += 1
-            self._hit("stream-wrong-picture", no, line, _BY_NAME["qemu.frame-request-pixels"], m)
+            self._hit("stream-wrong-picture", no, line, sig, m)
 
-    def _on_frame_request(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.frame_requests += 1
-
-    _on_frame_request_raw = _on_frame_request
-
-    def _on_frame_sent(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.replies += 1
-
-    def _encoder_error(self, no: int, line: str, m: re.Match[str]) -> None:
-        code = m.groupdict().get("code")
-        if code is not None:
-            _bounded_add(self.run.encoder_errors, code)
-
-    _on_encoding_failed = _on_vt_create_failed = _on_vt_prepare_failed = _encoder_error
-    _on_cvpixelbuffer_failed = _on_vt_encode_frame_failed = _on_vt_encode_failed = _encoder_error
-    _on_vt_encode_failed_h0 = _on_data_pointer_failed = _on_scanout_vt_create_failed = _encoder_error
-    _on_scanout_vt_prepare_failed = _on_frame_ready_cvpixelbuffer_failed = _encoder_error
-
-    def _on_encode(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.encodes += 1
+    def _on_encode(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+        """a non-zero encode status proves encoder-error (and is counted as its code)"""
         if m["status"] != "0":
-            self._hit("encoder-error", no, line, _BY_NAME["qemu.encode"], m)
+            self._hit("encoder-error", no, line, sig, m)
             _bounded_add(self.run.encoder_errors, m["status"])
 
-    def _on_frame_ready_drop(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.drops += 1
-
-    _on_frame_ready_blit_failed = _on_frame_ready_drop
-
-    def _on_frame_ready_no_subscriber(self, no: int, line: str, m: re.Match[str]) -> None:
+    def _on_frame_ready_no_subscriber(self, sig: Signature, no: int, line: str,
+                                      m: re.Match[str]) -> None:
+        """a page flip found no subscriber: counted when a subscribed client is still open"""
         if self.run.subscribes and m["active_clients"] == "0" and any(
                 s["open"] for s in self.run.slots.values()):
             self.run.no_subscriber_after_subscribe += 1
-
-    def _on_transfer_about(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.transfer_pending = {"line_no": no, "line": _trim(line)}
-
-    def _on_transfer_completed(self, no: int, line: str, m: re.Match[str]) -> None:
-        self.run.transfer_pending = None
-
-    _on_transfer_failed = _on_transfer_completed
 
     # ---------------------------------------------------------------- the end
     def finish(self) -> QemuLogSummary:
@@ -457,7 +371,7 @@ class _QemuScanner(_Scanner):
                                transport=b.get("transport"), error=b.get("error")))
         if "qemu-init-failed" in accs:
             acc = accs["qemu-init-failed"]
-            first = _BY_NAME[acc.first_sig]
+            first = self.by_name[acc.first_sig]
             err = run.init_errors[0]["error"] if run.init_errors else ""
             msg = f"{first.meaning}" + (f": {err}" if err else "")
             if acc.count > 1:
@@ -476,20 +390,20 @@ class _QemuScanner(_Scanner):
             if fid in accs:
                 acc = accs[fid]
                 codes = ", ".join(f"{c} ×{n}" for c, n in run.encoder_errors.items())
-                msg = _BY_NAME[acc.first_sig].meaning
+                msg = self.by_name[acc.first_sig].meaning
                 msg = f"{msg}{': VideoToolbox status ' + codes if codes else ''}"
                 if acc.count > 1:
                     msg += f" ({acc.count} error lines)"
                 out.append(finding(fid, msg, codes=dict(run.encoder_errors)))
         if HOST_ERROR in accs:
             acc = accs[HOST_ERROR]
-            codes = ", ".join(f"{c} ×{n}" for c, n in run.host_error_codes.items())
+            codes = ", ".join(f"{c} ×{n}" for c, n in run.host_errors.items())
             out.append(finding(HOST_ERROR, f"the host answered requests with ERROR ({codes}): "
-                               f"{_BY_NAME[acc.first_sig].meaning}",
-                               codes=dict(run.host_error_codes)))
+                               f"{self.by_name[acc.first_sig].meaning}",
+                               codes=dict(run.host_errors)))
         if "stream-wrong-picture" in accs:
             acc = accs["stream-wrong-picture"]
-            out.append(finding("stream-wrong-picture", f"{_BY_NAME[acc.first_sig].meaning}"
+            out.append(finding("stream-wrong-picture", f"{self.by_name[acc.first_sig].meaning}"
                                f"{f' ({acc.count} lines)' if acc.count > 1 else ''}"))
         if "stream-no-reply" in accs:
             acc = accs["stream-no-reply"]
@@ -502,7 +416,7 @@ class _QemuScanner(_Scanner):
             out.append(finding("stream-no-reply", msg))
         if "stream-closed" in accs:
             acc = accs["stream-closed"]
-            parts = [f"{_BY_NAME[n].meaning} ×{c}" for n, c in acc.sigs.items()]
+            parts = [f"{self.by_name[n].meaning} ×{c}" for n, c in acc.sigs.items()]
             out.append(finding("stream-closed", "the host dropped clients: " + "; ".join(parts)))
         silent = [(cid, v) for cid, v in run.slots.items()
                   if v["silent"] and v["open"] and v.get("started_line")]
@@ -525,7 +439,7 @@ class _QemuScanner(_Scanner):
                        "log is not QEMU's stderr (helix-debug.log is often empty)",
                        related="qemu-no-helix")
         if run.unknown_types:
-            kinds = ", ".join(f"{t} ({_MSG_TYPES.get(_int(t) or -1, '?')}) ×{n}"
+            kinds = ", ".join(f"{t} ({_msg_type_name(t)}) ×{n}"
                               for t, n in run.unknown_types.items())
             hint = ""
             if "48" in run.unknown_types:

@@ -1,9 +1,13 @@
-"""The machinery both log scanners share: `_Scanner`, the `_Acc` evidence accumulator, helpers.
+"""The machinery both log scanners share: limits, `Effect`s, the `_Scanner` base, `_Acc`, helpers.
 
-`_Scanner` keeps the per-line bookkeeping (line counts, signature counts), applies a matched
-signature (its failure id, note or `_on_<name>` handler) and turns accumulated lines into
-`Finding`s and `Note`s. The small parsing and bounding helpers used by both the GST and the
-QEMU scanner (`_int`, `_trim`, `_bounded_add`, `_ANSI`) sit here as well.
+A matched line is applied by running its signature's *plan* (compiled once per table by
+`dispatch.compile_rules`): the columns (`step`, `era`, `failure_id`, `note`) first, then the
+row's effects, then its stateful handler if it names one. An `Effect` is one of a closed set
+of kinds; each kind is implemented once, as a function `(scanner, effect, no, line, match)`
+in an `EFFECTS` dict: the generic kinds here (they write the scanner's `state`: the GST
+scanner itself, or the QEMU scanner's current run), the GST and QEMU kinds in `gst` and
+`qemu`. The log-wide constants (line and evidence limits, `KINDS`, the host `INIT_STEPS`
+ladder) and the small parsing and bounding helpers live here too.
 """
 
 from __future__ import annotations
@@ -11,17 +15,26 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import TYPE_CHECKING, Any
 
 from helixdiag.findings import Finding
-from helixdiag.logscan.signatures import (
-    _BY_NAME,
-    _SAMPLES,
-    EVIDENCE_CHARS,
-    Signature,
-    signatures_for,
-)
 from helixdiag.logscan.summary import LogSummary, Note
+
+if TYPE_CHECKING:
+    from helixdiag.logscan.dispatch import Rules
+    from helixdiag.logscan.signatures import Signature
+
+MAX_LINE_CHARS = 64 * 1024  # longer lines are cut here; the rest of the line is skipped
+EVIDENCE_CHARS = 240  # evidence lines are trimmed to this
+KINDS = ("gst", "qemu")
+_SAMPLES = 20  # bounded lists (connect targets, subscribes, earlier runs …)
+
+# Host progress ladder: where a QEMU run got to. "reply" exists only on the legacy
+# FRAME_REQUEST path; a healthy scanout run ends at "encode".
+INIT_STEPS = ("init", "version", "listening", "accepting", "client", "request", "encode", "reply")
+_STEP_INDEX = {s: i for i, s in enumerate(INIT_STEPS)}
 
 # ════════════════════════════════════════════════════════════════════ helpers
 
@@ -48,6 +61,133 @@ def _trim(line: str, limit: int = EVIDENCE_CHARS) -> str:
 def _bounded_add(counter: dict[str, int], key: str, limit: int = _SAMPLES) -> None:
     if key in counter or len(counter) < limit:
         counter[key] = counter.get(key, 0) + 1
+
+
+# ════════════════════════════════════════════════════════════════════ effects
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a matching line does to the scan, besides proving its failure id.
+
+    `kind` is a key of the scanner's `EFFECTS`; `field` the state attribute it writes; the
+    value comes from the regex group `group` (converted by `conv`: "int", "lower" or
+    "strip", then cut to `limit` characters) or else is `value`. `text` names a second group
+    (host_error: the error's text). `label` says it in words (the docs' "Does" column).
+    Build effects with the constructors (`count`, `put`, … here; the GST and QEMU kinds in
+    `gst` and `qemu`), not by hand."""
+
+    kind: str
+    field: str | None = None
+    group: str | None = None
+    value: Any = None
+    conv: str | None = None
+    limit: int | None = None
+    text: str | None = None
+    label: str = dataclass_field(default="", compare=False)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The regex groups this effect reads (checked against the row's pattern)."""
+        return tuple(g for g in (self.group, self.text) if g)
+
+    def __str__(self) -> str:
+        return self.label or self.kind
+
+
+def _from(group: str | None, conv: str | None = None, limit: int | None = None) -> str:
+    text = f"{conv}({group})" if conv else f"<{group}>"
+    return f"{text}[:{limit}]" if limit else text
+
+
+def count(field: str) -> Effect:
+    """Add one to the counter `field`."""
+    return Effect("count", field, label=f"count {field}")
+
+
+def put(field: str, group: str | None = None, *, value: Any = None, conv: str | None = None,
+        limit: int | None = None) -> Effect:
+    """Set `field` to the group's (converted) text, or to `value` (None clears it)."""
+    label = (f"set {field} = {_from(group, conv, limit)}" if group else
+             f"set {field} = {value!r}" if value is not None else f"clear {field}")
+    return Effect("put", field, group, value, conv, limit, label=label)
+
+
+def tally(field: str, group: str | None = None, *, value: str | None = None,
+          conv: str | None = None) -> Effect:
+    """Count the group's text (or `value`) in the bounded dict `field`."""
+    what = _from(group, conv) if group else repr(value)
+    return Effect("tally", field, group, value, conv, label=f"tally {what} in {field}")
+
+
+def mark(field: str) -> Effect:
+    """Set `field` to where this line is ({"line_no", "line"})."""
+    return Effect("mark", field, label=f"mark this line as {field}")
+
+
+def add_note(key: str, text: str) -> Effect:
+    """Add (or count) the note `key` with this text and line."""
+    return Effect("note", value=(key, text), label=f"note {key}")
+
+
+def host_error(group: str | None = None, *, value: str | None = None,
+               text: str | None = None) -> Effect:
+    """The host answered with ERROR: count its code (group or `value`) in `host_errors`; with
+    `text`, keep the first text seen per code in `host_error_text`."""
+    code = f"<{group}>" if group else value
+    return Effect("host_error", "host_errors", group, value, text=text,
+                  label=f"host error code {code}")
+
+
+def _value(e: Effect, m: re.Match[str]) -> Any:
+    if e.group is None:
+        return e.value
+    raw = m[e.group]
+    if raw is None or e.conv is None and e.limit is None:
+        return raw
+    if e.conv == "int":
+        return _int(raw)
+    if e.conv == "lower":
+        raw = raw.lower()
+    elif e.conv == "strip":
+        raw = raw.strip()
+    return raw[: e.limit] if e.limit else raw
+
+
+def _count(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    st = sc.state
+    setattr(st, e.field, getattr(st, e.field) + 1)  # type: ignore[arg-type]
+
+
+def _put(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    setattr(sc.state, e.field, _value(e, m))  # type: ignore[arg-type]
+
+
+def _tally(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    _bounded_add(getattr(sc.state, e.field), _value(e, m))  # type: ignore[arg-type]
+
+
+def _mark(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    setattr(sc.state, e.field, {"line_no": no, "line": _trim(line)})  # type: ignore[arg-type]
+
+
+def _add_note(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    key, text = e.value
+    sc._note(key, text, no, line)
+
+
+def _host_error(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    st = sc.state
+    code = _value(e, m)
+    _bounded_add(st.host_errors, code)
+    if e.text:
+        st.host_error_text.setdefault(code, m[e.text][:100])
+
+
+Step = tuple[Callable[..., None], Any]  # (function, argument): fn(scanner, arg, no, line, m)
+
+
+# ════════════════════════════════════════════════════════════════════ evidence
 
 
 class _Acc:
@@ -87,12 +227,32 @@ class _Acc:
         return ev
 
 
+# ════════════════════════════════════════════════════════════════════ the scanner base
+
+
+def _proves(sc: _Scanner, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+    sc._hit(sig.failure_id, no, line, sig, m)  # type: ignore[arg-type]
+
+
+def _noted(sc: _Scanner, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
+    sc._note(sig.name, sig.meaning, no, line, related=sig.related)
+
+
 class _Scanner:
-    """Shared machinery: per-line bookkeeping, accumulators for findings and notes."""
+    """Shared machinery: per-line bookkeeping, the plan of each matched signature,
+    accumulators for findings and notes. Subclasses set `kind` and extend `EFFECTS`."""
 
     kind = "unknown"
+    EFFECTS: dict[str, Callable[..., None]] = {
+        "count": _count, "put": _put, "tally": _tally, "mark": _mark, "note": _add_note,
+        "host_error": _host_error,
+    }
 
-    def __init__(self) -> None:
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.by_name = rules.by_name
+        self._plans = rules.plans  # signature name -> its steps, compiled once per table
+        self.state: Any = self  # where the generic effects write
         self.lines = 0
         self.recognised = 0
         self.long_lines = 0
@@ -101,14 +261,6 @@ class _Scanner:
         self.sig_counts: Counter[str] = Counter()
         self.accs: dict[str, _Acc] = {}
         self.notes: dict[str, Note] = {}
-        # What to do on a match, per signature: (failure id applied unconditionally, note?,
-        # handler). Precomputed so the per-line path is one dict lookup.
-        self._plans: dict[str, tuple[str | None, bool, Callable[..., None] | None]] = {}
-        for sig in signatures_for(self.kind):
-            handler = getattr(self, "_on_" + sig.name.split(".", 1)[1].replace(".", "_")
-                              .replace("-", "_"), None)
-            auto_fid = sig.failure_id if sig.when is None else None
-            self._plans[sig.name] = (auto_fid, sig.note, handler)
 
     def feed(self, no: int, line: str) -> int:
         """Scan one line. Returns 2 when the line shows this log kind for sure, 1 when a
@@ -125,15 +277,9 @@ class _Scanner:
 
     def _apply(self, no: int, line: str, sig: Signature, m: re.Match[str]) -> None:
         self.recognised += 1
-        name = sig.name
-        self.sig_counts[name] += 1
-        auto_fid, note, handler = self._plans[name]
-        if auto_fid is not None:
-            self._hit(auto_fid, no, line, sig, m)
-        if note:
-            self._note(name, sig.meaning, no, line, related=sig.related)
-        if handler is not None:
-            handler(no, line, m)
+        self.sig_counts[sig.name] += 1
+        for fn, arg in self._plans[sig.name]:
+            fn(self, arg, no, line, m)
 
     def _hit(self, failure_id: str, no: int, line: str, sig: Signature,
              m: re.Match[str] | None) -> _Acc:
@@ -159,7 +305,7 @@ class _Scanner:
         summary.internal_errors = self.internal_errors
         summary.signature_counts = dict(self.sig_counts)
         for key, note in self.notes.items():
-            if key in _BY_NAME and note.count > 1 and not note.message.endswith(")"):
+            if key in self.by_name and note.count > 1 and not note.message.endswith(")"):
                 note.message += f" (×{note.count})"
         summary.notes = list(self.notes.values())
 

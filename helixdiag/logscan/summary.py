@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helixdiag.findings import Finding, worst_status
-from helixdiag.logscan.signatures import _STEP_INDEX
 
 # ════════════════════════════════════════════════════════════════════ results
 
@@ -204,6 +203,8 @@ class QemuLogSummary(LogSummary):
 
     @property
     def steps_reached(self) -> list[str]:
+        from helixdiag.logscan.scanner import _STEP_INDEX  # (scanner imports this module)
+
         return sorted(self.steps, key=_STEP_INDEX.__getitem__)
 
     def to_dict(self) -> dict[str, Any]:
