@@ -128,14 +128,14 @@ def closed(resolve: bool) -> Effect:
         ": the pending frame failed" if resolve else ""))
 
 
-def pending_mark(field: str) -> Effect:
+def pending_mark(field: str, label: str) -> Effect:
     """While a frame waits for its reply, remember the first such line in `field` (the next
     frame started, or the drain at stop): the evidence that the reply is overdue."""
-    return Effect("pending_mark", field, label=f"mark {field} while a frame waits")
+    return Effect("pending_mark", field, label=label)
 
 
 FRAME_FAILED = Effect("frame_failed", label="the pending frame failed")  # its reply is unusable
-FRAME_STARTED = pending_mark("pending_next")  # the next frame started: the reply is overdue
+FRAME_STARTED = pending_mark("pending_next", "next frame started: a reply still pending is overdue")
 
 
 class _GstScanner(_Scanner):

@@ -66,6 +66,9 @@ def _bounded_add(counter: dict[str, int], key: str, limit: int = _SAMPLES) -> No
 # ════════════════════════════════════════════════════════════════════ effects
 
 
+_CONVERSIONS = (None, "int", "lower", "strip")
+
+
 @dataclass(frozen=True)
 class Effect:
     """What a matching line does to the scan, besides proving its failure id.
@@ -85,6 +88,10 @@ class Effect:
     limit: int | None = None
     text: str | None = None
     label: str = dataclass_field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.conv not in _CONVERSIONS:
+            raise ValueError(f"effect {self.kind}: unknown conversion {self.conv!r}")
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -243,7 +243,7 @@ _GST: tuple[Signature, ...] = (
     _g("drain", r"Draining last pending frame on stop",
        "blocking read of the last reply at pipeline stop (hangs if the host never replies)",
        func="stop", level="DEBUG", era="head",
-       effect=pending_mark("pending_drain")),
+       effect=pending_mark("pending_drain", "stop waits for the pending reply")),
     # ── requests (handle_frame) ──
     _g("not-connected", r"Not connected to host encoder",
        "connect failed earlier: every frame returns GST_FLOW_ERROR", CONNECT_FAILED,
