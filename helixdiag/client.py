@@ -27,6 +27,7 @@ from helixdiag.protocol import (
     PixelFormat,
     RemoteProtocolError,
 )
+from helixdiag.protocol.conversation import EARLY_PUSH, PUSH, REPLY, Conversation, Event
 
 # A picture this far below the sent one was not made from our pixels (console, stale frame).
 MIN_PSNR_DB = 25.0
@@ -70,6 +71,7 @@ class ExchangeResult:
     profile: str | None = None
     coded_size: tuple[int, int] | None = None
     pong: bool | None = None
+    frames_before_subscribe_resp: int = 0  # scanout: pushed before the subscription was confirmed
     findings: dict[str, Finding] = field(default_factory=dict)
 
     # -------------------------------------------------------------- findings
@@ -115,6 +117,7 @@ class ExchangeResult:
             "frames": {
                 "sent": self.frames_sent, "received": self.frames_received,
                 "decoded": self.frames_decoded, "keyframes": self.keyframes,
+                "before_subscribe_resp": self.frames_before_subscribe_resp,
             },
             "elapsed_s": round(self.elapsed_s, 3),
             "fps": round(self.fps, 2),
@@ -146,25 +149,30 @@ class _Stop(Exception):
 
 
 class Connection:
-    """A client socket plus an HXFR decoder, with bounded waits for one message."""
+    """A client socket plus an HXFR decoder, with bounded waits for one message. Every
+    message sent and received goes through the connection's `Conversation`, which says
+    what each received message is (a reply, a pushed frame, an answer nobody asked for)."""
 
     def __init__(self, endpoint: net.Endpoint, connect_timeout: float) -> None:
         self.endpoint = endpoint
         self.sock = net.connect(endpoint, connect_timeout)
         self.decoder = protocol.Decoder(accept=protocol.HOST_TO_GUEST)
+        self.conversation = Conversation()
         self.bytes_in = 0
 
     def send(self, msg: protocol.Message, deadline: float) -> int:
-        return net.send_parts(self.sock, protocol.encode_parts(msg), deadline)
+        sent = net.send_parts(self.sock, protocol.encode_parts(msg), deadline)
+        self.conversation.guest_sent(msg)
+        return sent
 
-    def receive(self, timeout: float) -> protocol.Message:
-        """Next message; TimeoutError when nothing complete arrives in `timeout`,
-        EOFError when the peer closes, RemoteProtocolError on broken framing."""
+    def receive(self, timeout: float) -> Event:
+        """The next message and what it means; TimeoutError when nothing complete arrives in
+        `timeout`, EOFError when the peer closes, RemoteProtocolError on broken framing."""
         deadline = time.monotonic() + timeout
         while True:
             msg = self.decoder.next_message()
             if msg is not NEED_DATA:
-                return msg  # type: ignore[return-value]
+                return self.conversation.host_sent(msg)  # type: ignore[arg-type]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -203,7 +211,7 @@ def ping(endpoint: net.Endpoint, timeout: float) -> PingResult:
     conn = Connection(endpoint, timeout)
     try:
         conn.send(protocol.Ping(1), time.monotonic() + timeout)
-        msg = conn.receive(timeout)
+        event = conn.receive(timeout)
     except TimeoutError:
         return PingResult("silent", f"no PONG within {timeout:g} s")
     except (EOFError, OSError) as exc:
@@ -213,9 +221,9 @@ def ping(endpoint: net.Endpoint, timeout: float) -> PingResult:
         return PingResult(outcome, f"answer breaks the protocol ({exc.kind}): {exc}")
     finally:
         conn.close()
-    if isinstance(msg, protocol.Pong):
+    if event.kind == REPLY and isinstance(event.message, protocol.Pong):
         return PingResult("pong", "PONG")
-    return PingResult("wrong-answer", f"answered {type(msg).__name__} instead of PONG")
+    return PingResult("wrong-answer", f"answered {event.name} instead of PONG")
 
 
 def exchange(opts: ExchangeOptions) -> ExchangeResult:
@@ -274,19 +282,21 @@ def _run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult
             result.add("stream-closed", f"sending frame {i} failed: {exc}", frame=i)
             raise _Stop from None
         result.frames_sent += 1
-        reply = _await_reply(conn, opts, result, i, "FRAME_RESPONSE")
+        event = _await_reply(conn, opts, result, i, "FRAME_RESPONSE")
         latency_ms = (time.perf_counter() - t0) * 1000
-        if isinstance(reply, ErrorMessage):
+        reply = event.message
+        if event.kind == REPLY and isinstance(reply, ErrorMessage):
             result.add("encoder-error", f"host answered ERROR {reply.code}: {reply.message!r}",
                        code=reply.code, host_message=reply.message, frame=i)
-        elif isinstance(reply, FrameResponse):
+        elif event.kind == REPLY and isinstance(reply, FrameResponse):
             result.frames_received += 1
             result.latencies_ms.append(latency_ms)
             checker.check(reply, expected=(pixels, layout, i))
         else:
             result.add("stream-protocol-error",
-                       f"expected FRAME_RESPONSE to frame {i}, got {type(reply).__name__}",
-                       frame=i, message_type=type(reply).__name__)
+                       f"expected FRAME_RESPONSE to frame {i}, got {event.name}"
+                       + (f" ({event.detail})" if event.detail else ""),
+                       frame=i, message_type=event.name)
             raise _Stop
         i += 1
     slow = [ms for ms in result.latencies_ms if ms > SLOW_FRAME_MS]
@@ -295,7 +305,7 @@ def _run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult
                    latency_ms=result.latency(), goal_ms=SLOW_FRAME_MS)
 
 
-def _await_reply(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, frame: int, what: str) -> protocol.Message:
+def _await_reply(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, frame: int, what: str) -> Event:
     try:
         return conn.receive(opts.timeout)
     except TimeoutError:
@@ -318,8 +328,7 @@ def _diagnose_silence(conn: Connection, opts: ExchangeOptions, result: ExchangeR
     """No reply: is the host dead, or alive and ignoring frames (H4)? Ask with a PING."""
     try:
         conn.send(protocol.Ping(1), time.monotonic() + 1.0)
-        msg = conn.receive(min(opts.timeout, 2.0))
-        result.pong = isinstance(msg, protocol.Pong)
+        result.pong = isinstance(conn.receive(min(opts.timeout, 2.0)).message, protocol.Pong)
     except (TimeoutError, EOFError, OSError, RemoteProtocolError):
         result.pong = False
     if result.pong and opts.mode == "request":
@@ -336,27 +345,39 @@ def _diagnose_silence(conn: Connection, opts: ExchangeOptions, result: ExchangeR
 
 def _run_scanout(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: _StreamChecker) -> None:
     conn.send(protocol.Subscribe(opts.scanout_id), time.monotonic() + opts.timeout)
-    reply = _await_reply(conn, opts, result, opts.scanout_id, "SUBSCRIBE_RESP to scanout")
-    if not isinstance(reply, protocol.SubscribeResponse):
-        result.add("stream-protocol-error", f"expected SUBSCRIBE_RESP, got {type(reply).__name__}",
-                   message_type=type(reply).__name__)
-        raise _Stop
-    if not reply.success:
-        result.add("stream-protocol-error", f"SUBSCRIBE to scanout {opts.scanout_id} refused",
-                   scanout_id=opts.scanout_id)
-        raise _Stop
     started = time.monotonic()
     last = time.perf_counter()
+    while conn.conversation.subscribing:  # a frame may come before SUBSCRIBE_RESP (tolerated)
+        event = _await_reply(conn, opts, result, opts.scanout_id, "SUBSCRIBE_RESP to scanout")
+        if event.kind == EARLY_PUSH:
+            result.frames_before_subscribe_resp += 1
+            last = _pushed(event.message, result, checker, last)
+        elif event.kind != REPLY:
+            result.add("stream-protocol-error", f"expected SUBSCRIBE_RESP, got {event.name}",
+                       message_type=event.name)
+            raise _Stop
+        elif not event.message.success:
+            result.add("stream-protocol-error", f"SUBSCRIBE to scanout {opts.scanout_id} refused",
+                       scanout_id=opts.scanout_id)
+            raise _Stop
     while _want_more(opts, result.frames_received, started):
-        msg = _await_reply(conn, opts, result, result.frames_received, "pushed frame")
-        now = time.perf_counter()
-        if isinstance(msg, FrameResponse):
-            result.frames_received += 1
-            result.latencies_ms.append((now - last) * 1000)  # inter-arrival time
-            last = now
-            checker.check(msg, expected=None)
+        event = _await_reply(conn, opts, result, result.frames_received, "pushed frame")
+        msg = event.message
+        if event.kind == PUSH:
+            last = _pushed(msg, result, checker, last)
         elif isinstance(msg, ErrorMessage):
             result.add("encoder-error", f"host pushed ERROR {msg.code}", code=msg.code)
+        elif event.failure_id:
+            result.add(event.failure_id, event.detail, message_type=event.name)
+
+
+def _pushed(msg: FrameResponse, result: ExchangeResult, checker: _StreamChecker, last: float) -> float:
+    """A pushed frame: counted, timed against the one before, validated."""
+    now = time.perf_counter()
+    result.frames_received += 1
+    result.latencies_ms.append((now - last) * 1000)  # inter-arrival time
+    checker.check(msg, expected=None)
+    return now
 
 
 def _acceptable_sizes(size: tuple[int, int]) -> set[tuple[int, int]]:

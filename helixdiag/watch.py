@@ -24,7 +24,8 @@ from helixdiag.client import Connection
 from helixdiag.config import RunConfig
 from helixdiag.frames import SyntheticSource
 from helixdiag.probes import ProbeSpec
-from helixdiag.protocol import ErrorMessage, FrameRequest, FrameResponse, PixelFormat
+from helixdiag.protocol import ErrorMessage, FrameRequest, PixelFormat
+from helixdiag.protocol.conversation import REPLY
 from helixdiag.report.model import Report
 from helixdiag.report.text import layer_status
 from helixdiag.results import Status
@@ -143,13 +144,14 @@ class StreamMonitor(threading.Thread):
                                force_keyframe=n % 30 == 0, pixels=self.source.frame(n))
             conn.send(req, time.monotonic() + self.timeout)
             try:
-                reply = conn.receive(self.timeout)
+                event = conn.receive(self.timeout)
             except TimeoutError:
                 raise _Broken("no reply", f"no reply within {self.timeout:g} s") from None
+            reply = event.message
+            if event.kind != REPLY:
+                raise _Broken("bad reply", f"host sent {event.name}, not an answer to the frame ({event.detail})")
             if isinstance(reply, ErrorMessage):
                 raise _Broken("host error", f"host answered ERROR {reply.code}: {reply.message}")
-            if not isinstance(reply, FrameResponse):
-                raise _Broken("bad reply", f"host answered {type(reply).__name__} to a frame")
             now = time.perf_counter()
             with self._lock:
                 self.samples.append((time.monotonic(), (now - t0) * 1000, len(reply.data)))

@@ -548,7 +548,7 @@ def paired(base_src: str, quick: bool) -> list[dict]:
                     for k in labels if i % 2 == 0 else labels[::-1]:
                         t0 = time.perf_counter()
                         conns[k].send(req, time.monotonic() + 10)
-                        reply = conns[k].receive(10.0)
+                        reply = conns[k].receive(10.0).message
                         if i >= 10:
                             one[k].append((time.perf_counter() - t0) * 1000)
                         if not isinstance(reply, protocol.FrameResponse):
