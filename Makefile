@@ -15,8 +15,10 @@ test: setup
 	$(BIN)/ruff check helixdiag tests
 	$(BIN)/python -m pytest -q
 
+# ruff, and the import layers of docs/architecture.md (also checked inside `make test`).
 lint: setup
 	$(BIN)/ruff check helixdiag tests
+	$(BIN)/lint-imports
 
 # Throughput, latency, scanout push, `run --all` time and memory, each as a ratio against a
 # limit measured in the same run; writes docs/benchmarks.md (a few minutes; loopback only).
