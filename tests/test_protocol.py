@@ -1032,11 +1032,20 @@ class TestErrors:
         } == HOST_TO_GUEST
         # every guest→host message decodes with accept=GUEST_TO_HOST, and vice versa
         guest = [FrameRequest(1, 1, 0, 4), KeyframeRequest(), ConfigRequest(), Ping(), EnableScanout(1),
-                 DisableScanout(1), Subscribe(1)]
+                 DisableScanout(1), Subscribe(1, session_id=1)]
         host = [FrameResponse(nals=()), ConfigResponse(b"z"), Pong(), ScanoutResponse(1, True),
-                SubscribeResponse(1), ErrorMessage(-1)]
-        assert len(decode_all(_stream(guest), accept=GUEST_TO_HOST)) == len(guest)
-        assert len(decode_all(_stream(host), accept=HOST_TO_GUEST)) == len(host)
+                SubscribeResponse(1, session_id=1), ErrorMessage(-1)]
+        assert decode_all(_stream(guest), accept=GUEST_TO_HOST) == guest
+        assert decode_all(_stream(host), accept=HOST_TO_GUEST) == host
+        # and each side refuses what only the other side sends
+        for msg in guest:
+            with pytest.raises(RemoteProtocolError) as err:
+                decode_all(_stream([msg]), accept=HOST_TO_GUEST)
+            assert err.value.kind == "unexpected-type"
+        for msg in host:
+            with pytest.raises(RemoteProtocolError) as err:
+                decode_all(_stream([msg]), accept=GUEST_TO_HOST)
+            assert err.value.kind == "unexpected-type"
 
     @pytest.mark.parametrize(
         ("msg_type", "good"),
