@@ -185,6 +185,18 @@ def _capture(ctx: ProbeContext, node: pwg.PwNode) -> Capture:
     return ctx.obs.pipewire.capture(node, window=FRAME_WINDOW_S, startup=STARTUP_S, at_end_timeout=AT_END_DUMP_S)
 
 
+def _consumed(ctx: ProbeContext) -> tuple[pwg.PwNode | None, Capture | None, Outcome]:
+    """The source node and its one consumer run, or why there is none (as an outcome)."""
+    node, outcome = _pick(ctx)
+    if node is None:
+        return None, None, outcome
+    cap = _capture(ctx, node)
+    if cap.run.error:
+        return node, None, skipped(f"cannot consume frames: {cap.run.error} (gstreamer1.0-tools)",
+                                   consumer=" ".join(cap.run.argv))
+    return node, cap, outcome
+
+
 def _end_state(cap: Capture) -> dict[str, Any]:
     """Node and link states at the end of the window, with the consumer still linked."""
     graph = cap.end_graph
@@ -235,12 +247,9 @@ def _memory(cap: Capture) -> tuple[str, str]:
           timeout=FRAMES_TIMEOUT_S,
           description=f"frames flow from the source over a {FRAME_WINDOW_S:g} s window (no stall after a burst)")
 def pipewire_frames(ctx: ProbeContext) -> Outcome:
-    node, outcome = _pick(ctx)
-    if node is None:
+    node, cap, outcome = _consumed(ctx)
+    if cap is None:
         return outcome
-    cap = _capture(ctx, node)
-    if cap.run.error:
-        return skipped(f"cannot consume frames: {cap.run.error} (gstreamer1.0-tools)", consumer=" ".join(cap.run.argv))
     ev = _frame_evidence(cap)
     log, stats = cap.log, cap.stats
     label = f"node {node.id} ({node.name})"
@@ -299,12 +308,9 @@ def pipewire_frames(ctx: ProbeContext) -> Outcome:
           timeout=FRAMES_TIMEOUT_S,
           description="the frames arrive as DMA-BUF (zero-copy possible) or in shared memory")
 def pipewire_buffers(ctx: ProbeContext) -> Outcome:
-    node, outcome = _pick(ctx)
-    if node is None:
+    node, cap, outcome = _consumed(ctx)
+    if cap is None:
         return outcome
-    cap = _capture(ctx, node)
-    if cap.run.error:
-        return skipped(f"cannot consume frames: {cap.run.error}")
     kind, basis = _memory(cap)
     ev: dict[str, Any] = {"memory": kind, "memory_basis": basis,
                           "node": {"id": node.id, "serial": node.serial, "name": node.name},

@@ -141,8 +141,14 @@ class FrameResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class KeyframeRequest:
+class _HeaderOnly:
+    """A message that is only its 12-byte header."""
+
     session_id: int = 1
+
+
+class KeyframeRequest(_HeaderOnly):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +172,12 @@ class ConfigResponse:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
-    session_id: int = 1
+class Ping(_HeaderOnly):
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Pong:
-    session_id: int = 1
+class Pong(_HeaderOnly):
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
