@@ -36,6 +36,7 @@ import psutil
 
 from helixdiag import failures
 from helixdiag.config import RunConfig
+from helixdiag.observe.stale import removal_verdict
 from helixdiag.probes.context import ProbeContext
 from helixdiag.report.model import Report
 from helixdiag.unixsock import PathState, classify
@@ -191,14 +192,9 @@ def undo() -> list[tuple[bool, str]]:
 
 def remove_stale_socket(path: str, ctx: ProbeContext) -> str:
     """The only deletion helixdiag ever does, and only under the SPEC.md §6 rule."""
-    info = classify(path)
-    if info.state != PathState.STALE:
-        raise Refused(f"{path} is {info.state.value} ({info.detail}): only a socket that refuses "
-                      "connections is removed")
-    holders = ctx.obs.backend.socket_holders(path, ())  # fresh, not the cached view (nor cached cwds)
-    if holders:
-        who = ", ".join(f"pid {h.pid} ({h.command})" for h in holders)
-        raise Refused(f"{path} refuses connections but is held open by {who}: not removed")
+    verdict = removal_verdict(path)
+    if not verdict.removable:
+        raise Refused(f"{verdict.rule}: not removed")
     again = classify(path)  # a server may have bound it meanwhile
     if again.state != PathState.STALE or again.file_type != "socket":
         raise Refused(f"{path} changed while checking ({again.state.value}); not removed")

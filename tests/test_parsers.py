@@ -201,8 +201,9 @@ def test_lsof_fields_macos_style_SYNTHETIC():
         (59230, "socat", "6", "IPv4"),
     ]
     assert entries[0].local_port == 15937 and entries[0].tcp_state == "LISTEN"
-    assert entries[1].unix_path == f"{UTM_GROUP}/helix-frame-export.sock"  # macOS keeps the space
-    assert entries[1].matches_unix_path(f"{UTM_GROUP}/helix-frame-export.sock")
+    assert entries[1].unix_path == "helix-frame-export.sock"  # the name QEMU bound, relative to its cwd
+    assert entries[1].matches_unix_path(f"{UTM_GROUP}/helix-frame-export.sock", cwd=UTM_GROUP)
+    assert not entries[1].matches_unix_path(f"{UTM_GROUP}/helix-frame-export.sock", cwd="/Users/luke")
     assert entries[2].unix_peer == "0x9461828ef27d4b71" and entries[2].unix_path is None
     assert (entries[4].local_port, entries[4].remote_port, entries[4].tcp_state) == (5900, 51234, "ESTABLISHED")
 

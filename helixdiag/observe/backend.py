@@ -7,6 +7,7 @@ fact a platform cannot give comes back with the reason (e.g. dylib paths off mac
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -72,9 +73,21 @@ def pid_name(pid: int | None) -> str | None:
         return None
 
 
-def lsof_holders(path: str) -> list[Listener]:
-    result = run_command(["lsof", "-nP", "-F", "pcfntT", "--", path])
-    return [
-        Listener(e.pid, e.command, e.unix_path or path, None, e.is_listening or e.state is None, "lsof")
-        for e in parsers.parse_lsof_fields(result.stdout) if (e.type or "").lower() == "unix"
-    ]
+def lsof_unix_holders(path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
+    """Holders of the socket at `path` from `lsof -U` (every Unix socket this user may see)."""
+    result = run_command(["lsof", "-nP", "-U", "-F", "pcfn"])
+    return unix_holders(parsers.parse_lsof_fields(result.stdout), path, candidates)
+
+
+def unix_holders(entries: Sequence[parsers.LsofEntry], path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
+    """The entries of `lsof -U -F pcfn` whose bound name is the socket at `path`."""
+    cwd_of = {p.pid: p.cwd for p in candidates}
+    real = os.path.realpath(path)
+    out = []
+    for e in entries:
+        if (e.type or "").lower() != "unix" or not e.unix_path:
+            continue
+        cwd = cwd_of.get(e.pid)
+        if e.matches_unix_path(real, os.path.realpath(cwd) if cwd else None) or e.matches_unix_path(path, cwd):
+            out.append(Listener(e.pid, e.command, e.unix_path, None, e.is_listening or e.state is None, "lsof -U"))
+    return out

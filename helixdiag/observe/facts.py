@@ -99,8 +99,7 @@ class Observations:
 
     def socket_holders(self, path: str) -> list[Listener]:
         """Processes that hold the Unix socket at `path` open (listening or not)."""
-        candidates = [p for p in self.processes if p.role() != "other"]
-        return self._once.get(("holders", path), lambda: self.backend.socket_holders(path, candidates))
+        return self._once.get(("holders", path), lambda: self.backend.socket_holders(path, self.processes))
 
     # ── files
     def path_state(self, path: str, timeout: float) -> UnixPathInfo:

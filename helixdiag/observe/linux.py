@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import psutil
 
-from helixdiag.observe.backend import Backend, lsof_holders, pid_name
+from helixdiag.observe.backend import Backend, lsof_unix_holders, pid_name
 from helixdiag.observe.processes import Listener, ProcInfo
 
 SO_ACCEPTCON = 0x10000  # the Flags bit of a listening socket in /proc/net/unix
@@ -40,7 +40,7 @@ class LinuxBackend(Backend):
                 is_listening = any(_same_socket(name, path, real, cwd) for name in listening.values())
             out.append(Listener(c.pid, pid_name(c.pid), c.laddr, None, is_listening, "psutil + /proc/net/unix"))
         if out and all(h.pid is None for h in out):
-            out = lsof_holders(path) or out  # not root: lsof may still name our own processes
+            out = lsof_unix_holders(path, candidates) or out  # not root: lsof may name our own processes
         return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from helixdiag.observe import parsers
-from helixdiag.observe.backend import Backend, lsof_holders
+from helixdiag.observe.backend import Backend, lsof_unix_holders
 from helixdiag.observe.commands import run_command
 from helixdiag.observe.processes import Listener, ProcInfo
 
@@ -23,7 +23,11 @@ class MacBackend(Backend):
         ]
 
     def socket_holders(self, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
-        return lsof_holders(path)
+        # macOS lsof matches a socket argument only by the exact name the process bound
+        # (darwin/dsock.c): `lsof /abs/path` misses QEMU's relative `helix-frame-export.sock`
+        # and /tmp vs /private/tmp. So list the processes' Unix sockets and match each bound
+        # name against `path`, resolved against that process's working directory.
+        return lsof_unix_holders(path, candidates)
 
     def dylibs(self, binary: str) -> tuple[parsers.OtoolDeps | None, str | None]:
         result = run_command(["otool", "-L", binary])
@@ -33,4 +37,5 @@ class MacBackend(Backend):
             return parsers.parse_otool_L(result.stdout), None
         except parsers.ParseError as exc:
             return None, f"otool -L printed something unexpected: {exc}"
+
 

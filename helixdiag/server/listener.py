@@ -13,6 +13,7 @@ import time
 from helixdiag import net, protocol
 from helixdiag.encoders import EncoderUnavailable, open_encoder
 from helixdiag.errors import ConfigError
+from helixdiag.observe.stale import removal_verdict
 from helixdiag.protocol import (
     ErrorCode,
     ErrorMessage,
@@ -21,7 +22,7 @@ from helixdiag.server.scanout import ScanoutProducer, Subscriber
 from helixdiag.server.session import ClientSession, close_quietly
 from helixdiag.server.settings import Log, ServerConfig, Stats
 from helixdiag.server.shaping import StreamShaper
-from helixdiag.unixsock import PathState, classify
+from helixdiag.unixsock import PathState
 
 
 class FrameServer:
@@ -126,10 +127,13 @@ class FrameServer:
         self.endpoints.append(net.Endpoint("tcp", host=bound_host, port=bound_port))
 
     def _listen_unix(self, path: str) -> None:
-        info = classify(path)
-        if info.state == PathState.STALE:
-            self.log(f"taking over stale socket {path} (connect refused: nobody listens)")
+        verdict = removal_verdict(path)
+        info = verdict.info
+        if verdict.removable:
+            self.log(f"taking over stale socket {path} ({verdict.rule})")
             os.unlink(path)
+        elif info.state == PathState.STALE:
+            raise ConfigError(f"cannot listen on {path}: {verdict.rule}")
         elif info.state != PathState.MISSING:
             reasons = {
                 PathState.LIVE: "a live socket: another server is listening there",

@@ -1,0 +1,138 @@
+"""The Mac as it really behaves, exercised on Linux: socket holders found by the name each
+process bound (relative to its cwd, through symlinked directories like /tmp → /private/tmp),
+and the stale-socket rule that keeps a busy live socket (which refuses connections on macOS)
+from being removed while still removing the seed's stale file.
+
+Real processes and sockets where Linux can show the behaviour; the macOS lsof output is the
+recording under tests/recordings/macos/ (see its .source.md).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, helixdiag_cmd
+
+from helixdiag import selftest
+from helixdiag.observe.backend import unix_holders
+from helixdiag.observe.facts import Observations
+from helixdiag.observe.parsers import parse_lsof_fields
+from helixdiag.observe.processes import ProcInfo
+from helixdiag.observe.stale import removal_verdict
+
+pytestmark = pytest.mark.timeout(60)
+
+RECORDINGS = REPO / "tests" / "recordings"
+UTM_GROUP = "/Users/luke/Library/Group Containers/WDNLXAD4W8.com.utmapp.UTM"
+SOCKET_NAME = "helix-frame-export.sock"
+
+
+def _proc(pid: int, cwd: str, name: str = "QEMULauncher") -> ProcInfo:
+    return ProcInfo(pid=pid, name=name, exe=None, argv=(name,), cwd=cwd, started=None)
+
+
+def test_macos_lsof_names_a_relatively_bound_socket_and_its_holder_is_found():
+    entries = parse_lsof_fields((RECORDINGS / "macos" / "lsof_F_utm_SYNTHETIC.txt").read_text())
+    path = f"{UTM_GROUP}/{SOCKET_NAME}"
+    holders = unix_holders(entries, path, [_proc(51270, UTM_GROUP), _proc(59230, "/Users/luke", "socat")])
+    assert [(h.pid, h.address) for h in holders] == [(51270, SOCKET_NAME)]
+    # The same name bound by a process elsewhere is another socket.
+    assert unix_holders(entries, path, [_proc(51270, "/Users/luke")]) == []
+
+
+@pytest.fixture
+def linked_dir(short_tmp: Path) -> tuple[Path, Path]:
+    """A real directory and a symlink to it, as /tmp is to /private/tmp on a Mac."""
+    real = short_tmp / "real"
+    real.mkdir()
+    link = short_tmp / "link"
+    link.symlink_to(real)
+    return real, link
+
+
+def _bind_relative(cwd: Path) -> subprocess.Popen:
+    """A process that binds the relative name `helix-frame-export.sock` in its cwd and listens."""
+    code = ("import socket, sys, time\n"
+            f"s = socket.socket(socket.AF_UNIX); s.bind({SOCKET_NAME!r}); s.listen(1)\n"
+            "print('ready', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_relatively_bound_socket_is_held_by_its_process_whatever_path_names_it(linked_dir):
+    real, link = linked_dir
+    holder = _bind_relative(real)
+    try:
+        for path in (real / SOCKET_NAME, link / SOCKET_NAME):
+            found = Observations().socket_holders(str(path))
+            assert [h.pid for h in found] == [holder.pid], (path, found)
+            assert found[0].listening
+    finally:
+        holder.kill()
+        holder.wait(5)
+
+
+def _stale_socket(path: Path) -> None:
+    """Bind, then let the owner die: the file stays, connect() is refused."""
+    subprocess.run([sys.executable, "-c", "import os, signal, socket, sys\n"
+                    "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen()\n"
+                    "os.kill(os.getpid(), signal.SIGKILL)\n", str(path)], timeout=10)
+
+
+def test_a_socket_younger_than_the_qemu_in_its_directory_is_never_removed(short_tmp):
+    stack = selftest.Stack(root=short_tmp)
+    try:
+        qemu = stack.start_fake_qemu()
+        time.sleep(1.2)  # the socket comes after QEMU: QEMU may have bound it
+        path = short_tmp / SOCKET_NAME
+        _stale_socket(path)
+        verdict = removal_verdict(str(path))
+        assert not verdict.removable
+        assert f"QEMU pid {qemu.pid}" in verdict.rule and "may have bound it" in verdict.rule
+        served = subprocess.run(helixdiag_cmd("serve", "--unix", str(path)), capture_output=True, text=True,
+                                timeout=30, env={**os.environ, "NO_COLOR": "1"})
+        assert served.returncode == 2 and "may have bound it" in served.stderr, served.stderr
+        assert path.is_socket(), "the socket was removed"
+    finally:
+        stack.close()
+
+
+def test_the_seeds_stale_socket_older_than_every_qemu_is_removable(short_tmp):
+    stack = selftest.Stack(root=short_tmp)
+    try:
+        path = short_tmp / SOCKET_NAME
+        _stale_socket(path)
+        os.utime(path, (time.time() - 60, time.time() - 60))  # left by an earlier run
+        stack.start_fake_qemu()
+        verdict = removal_verdict(str(path))
+        assert verdict.removable, verdict.rule
+        assert "older than every QEMU" in verdict.rule
+        assert path.is_socket(), "a verdict alone removes nothing"
+    finally:
+        stack.close()
+
+
+def test_a_held_socket_that_refuses_is_not_removed(short_tmp):
+    """A process holds the socket open but does not accept (its backlog full, or not
+    listening yet): connect() is refused, yet it is not stale."""
+    path = short_tmp / SOCKET_NAME
+    code = ("import socket, sys, time\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])\n"  # bound, never listening
+            "print('ready', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(ConnectionRefusedError):
+            socket.socket(socket.AF_UNIX).connect(str(path))
+        verdict = removal_verdict(str(path))
+        assert not verdict.removable and f"pid {holder.pid}" in verdict.rule, verdict.rule
+    finally:
+        holder.kill()
+        holder.wait(5)
