@@ -18,12 +18,11 @@ a 100 MB log is scanned in bounded memory. `scan_file(path, kind="auto")` opens 
 a gzip file) with `errors="replace"`, caps every line at `MAX_LINE_CHARS`, and picks the kind
 from the first line that only one kind can produce. No scanner raises on any input line.
 
-Matching: a GST_DEBUG line is split into time, level, category,
-function and message (file line numbers change between versions and are ignored); the
-message is matched at its start, and a signature that names a function only matches lines
-from that function. Host lines are matched after the `helix: ` stderr prefix (helix-debug.log
-has none). Within one dispatch bucket the table order decides, so more specific strings come
-first.
+Matching: a GST_DEBUG line is split into time, level, category, function and message (file
+line numbers change between versions and are ignored); the message is matched at its start,
+and a signature that names a function only matches lines from that function. Host lines are
+matched after the `helix: ` stderr prefix (helix-debug.log has none). Within one dispatch
+bucket the table order decides, so more specific strings come first.
 
 Judgement notes (the places where a log alone is ambiguous):
 

@@ -103,6 +103,7 @@ class _Run:
         self.init_errors: list[dict[str, Any]] = []
         self.encoder_errors: dict[str, int] = {}
         self.host_errors: dict[str, int] = {}
+        self.host_error_text: dict[str, str] = {}  # (host_error with a text group)
         self.connected = self.disconnected = self.rejected = self.timeouts = 0
         self.guest_open = False
         self.slots: dict[str, dict[str, Any]] = {}  # client id -> state
