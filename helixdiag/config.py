@@ -246,9 +246,10 @@ def _apply_platform_defaults(cfg: RunConfig) -> None:
     """What a Mac user needs without typing it: UTM's socket and log paths."""
     if sys.platform == "darwin":
         container = Path(UTM_GROUP_CONTAINER).expanduser()
-        if cfg.socket is None and (container / SOCKET_NAME).exists():
+        seen = _may_exist(container / SOCKET_NAME)
+        if cfg.socket is None and seen:
             cfg.socket = str(container / SOCKET_NAME)
-            cfg.sources["socket"] = "UTM default"
+            cfg.sources["socket"] = "UTM default" if seen == "exists" else "UTM default (not readable here)"
         if cfg.qemu_log is None:
             cfg.qemu_log = str(container / "helix-debug.log")
             cfg.sources["qemu_log"] = "UTM default"
@@ -260,6 +261,18 @@ def _apply_platform_defaults(cfg: RunConfig) -> None:
         detected, why = detect_side()
         cfg.side = detected
         cfg.sources["side"] = f"auto: {why}"
+
+
+def _may_exist(path: Path) -> str | None:
+    """"exists", "unreadable" (macOS may refuse a look into another app's container: that is
+    evidence for the probes, never a crash here), or None."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return "unreadable"
+    except OSError:
+        return None
+    return "exists"
 
 
 def detect_side() -> tuple[str, str]:

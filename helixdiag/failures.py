@@ -385,7 +385,10 @@ _ENTRIES: tuple[Failure, ...] = (
         "permission on every directory in its path. On macOS, the App Sandbox can also deny "
         "access. connect() then fails with EACCES or EPERM.",
         "Run helixdiag (and socat) as the user who runs UTM/QEMU. Check the modes along the "
-        "path with `ls -ld <dir> …` and `ls -l <socket>`.",
+        "path with `ls -ld <dir> …` and `ls -l <socket>`. On macOS 15, reading another app's "
+        "container (UTM's Group Container) from a terminal needs your consent: allow the prompt "
+        "when it appears, or give the terminal app Full Disk Access (System Settings → Privacy & "
+        "Security → Full Disk Access), then run again.",
     ),
     Failure(
         "socket-path-too-long", "unix-socket", F,

@@ -175,11 +175,15 @@ def connect(endpoint: Endpoint, timeout: float) -> socket.socket:
 
 
 def path_kind(path: str) -> str:
-    """missing | socket | file | directory | other — without following into the socket."""
+    """missing | socket | file | directory | other | unreadable — without following into the
+    socket. `unreadable`: we may not even look (EACCES/EPERM; on macOS also another app's
+    container the terminal has no consent for)."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return "missing"
+    except PermissionError:
+        return "unreadable"
     except OSError:
         return "other"
     if stat.S_ISSOCK(mode):

@@ -32,7 +32,7 @@ START_TIME_PRECISION_S = 1.0  # Linux derives start times from the boot time in 
 TIE_RULES = ("holds the listener", "the Helix app's pid file", "the newest start time")
 
 # Where a socket path came from when nobody named it: not evidence of the topology.
-WEAK_SOURCES = ("default", "UTM default")
+WEAK_SOURCES = ("default", "UTM default", "UTM default (not readable here)")
 
 
 @dataclass

@@ -50,6 +50,9 @@ def classify(path: str, *, timeout: float = 1.0) -> UnixPathInfo:
     }
     if kind == "missing":
         return UnixPathInfo(path, PathState.MISSING, "no such file", kind, **facts)
+    if kind == "unreadable":
+        return UnixPathInfo(path, PathState.PERMISSION, "permission denied: the path cannot even be looked at",
+                            kind, **facts)
     if kind != "socket":
         return UnixPathInfo(path, PathState.NOT_A_SOCKET, f"is a {kind}, not a socket", kind, **facts)
     try:

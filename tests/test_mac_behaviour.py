@@ -136,3 +136,63 @@ def test_a_held_socket_that_refuses_is_not_removed(short_tmp):
     finally:
         holder.kill()
         holder.wait(5)
+
+
+def _as_nobody(func, *args):
+    """Run `func(*args)` in a forked child that has dropped to user nobody (root is never
+    denied a look): its repr comes back through a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, repr(func(*args)).encode())
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(write_end, f"child failed: {type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_a_path_we_may_not_look_at_is_a_permission_problem_not_a_wrong_file(short_tmp):
+    """macOS 15 refuses a terminal's look into another app's container (EPERM); Linux shows the
+    same with a directory nobody else may search (EACCES). Either is socket-permission."""
+    from helixdiag import config
+    from helixdiag.unixsock import classify
+
+    private = short_tmp / "container"
+    private.mkdir(mode=0o700)
+    _stale_socket(private / SOCKET_NAME)
+    short_tmp.chmod(0o755)
+    state = _as_nobody(lambda: classify(str(private / SOCKET_NAME)).state.value)
+    assert state == "'permission'", state
+    seen = _as_nobody(config._may_exist, private / SOCKET_NAME)
+    assert seen == "'unreadable'", seen
+    # Everything the run needs is imported before dropping to nobody, who cannot read the
+    # interpreter's own library directory under /root.
+    import queue  # noqa: F401
+
+    import av  # noqa: F401
+
+    from helixdiag import runner
+    from helixdiag.config import RunConfig
+    from helixdiag.probes import REGISTRY, load
+
+    load()
+
+    def probe_as_seen_by_nobody() -> tuple[str | None, str]:
+        cfg = RunConfig(side="host", topology="socat", socket=str(private / SOCKET_NAME), timeout=1.0)
+        cfg.sources = {"socket": "--socket", "topology": "--topology"}
+        result = runner.Runner(cfg, [REGISTRY["unix-socket.path"]]).run().probes[0]
+        return result.failure_id, result.remedy or ""
+
+    failure_id, remedy = eval(_as_nobody(probe_as_seen_by_nobody))  # noqa: S307 - our own repr
+    assert failure_id == "socket-permission"
+    assert "Full Disk Access" in remedy
+    assert (private / SOCKET_NAME).is_socket()

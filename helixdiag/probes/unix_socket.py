@@ -41,6 +41,8 @@ def socket_path(ctx: ProbeContext) -> Outcome:
                     uid=info.uid, mtime=_iso(info.mtime))
     if info.state == PathState.MISSING:
         return failed("socket-missing", f"{path} does not exist (from {source})", **evidence)
+    if info.state == PathState.PERMISSION:
+        return failed("socket-permission", f"{path}: {info.detail}", **evidence)
     if info.file_type != "socket":
         return failed("socket-not-a-socket", f"{path} is a {info.file_type}, not a socket", **evidence)
     return passed(f"{path} is a socket", **evidence)
