@@ -196,3 +196,43 @@ def test_a_path_we_may_not_look_at_is_a_permission_problem_not_a_wrong_file(shor
     assert failure_id == "socket-permission"
     assert "Full Disk Access" in remedy
     assert (private / SOCKET_NAME).is_socket()
+
+
+def test_an_lsof_that_fails_says_unknown_never_nothing_listens(monkeypatch):
+    from helixdiag.observe.macos import MacBackend
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # lsof neither on PATH nor in /usr/sbin here
+    listeners, unknown = MacBackend().tcp_listeners()
+    assert listeners == [] and unknown and "lsof failed" in unknown and "not installed" in unknown
+
+
+@pytest.mark.parametrize("serving", [True, False])
+def test_qemu_listener_with_an_unknown_listener_list_asks_the_port_itself(monkeypatch, serving):
+    """The Mac backend with no working lsof: QEMU's listener cannot be seen; a connect() to the
+    port decides between "something accepts there" (unknown, not a failure) and nobody does."""
+    from helixdiag import runner
+    from helixdiag.config import RunConfig
+    from helixdiag.observe.macos import MacBackend
+    from helixdiag.probes import REGISTRY, load
+
+    load()
+    stack = selftest.Stack()
+    try:
+        port = selftest.free_port()
+        qemu = stack.start_fake_qemu(port, serve=serving)
+        monkeypatch.setenv("PATH", "/nonexistent")
+        cfg = RunConfig(side="host", port=port, timeout=1.0)
+        cfg.sources = {"port": "--port"}
+        probes = [REGISTRY["qemu.process"], REGISTRY["qemu.listener"]]
+        report = runner.Runner(cfg, probes, observations=Observations(backend=MacBackend())).run()
+    finally:
+        stack.close()
+    by_id = {p.id: p for p in report.probes}
+    assert by_id["qemu.process"].evidence["pid"] == qemu.pid
+    listener = by_id["qemu.listener"]
+    assert "lsof failed" in listener.evidence["listeners_unknown"]
+    if serving:
+        assert listener.status == "skip" and "accepts connections" in listener.summary, listener.summary
+    else:
+        assert listener.failure_id == "qemu-not-listening"
+        assert listener.evidence["connect"] == f"127.0.0.1:{port} refused"

@@ -8,6 +8,7 @@ fact a platform cannot give comes back with the reason (e.g. dylib paths off mac
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -40,7 +41,9 @@ class Backend:
                 ppid=info.get("ppid"),
             )
 
-    def tcp_listeners(self) -> list[Listener]:
+    def tcp_listeners(self) -> tuple[list[Listener], str | None]:
+        """The TCP listeners, and why the list may be incomplete (None: it is complete). An
+        empty list with a reason means "unknown", never "nothing listens"."""
         raise NotImplementedError
 
     def socket_holders(self, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
@@ -73,9 +76,14 @@ def pid_name(pid: int | None) -> str | None:
         return None
 
 
+def lsof() -> str:
+    """lsof's path: macOS keeps it in /usr/sbin, which is not always on PATH (cron, CI)."""
+    return shutil.which("lsof") or "/usr/sbin/lsof"
+
+
 def lsof_unix_holders(path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
     """Holders of the socket at `path` from `lsof -U` (every Unix socket this user may see)."""
-    result = run_command(["lsof", "-nP", "-U", "-F", "pcfn"])
+    result = run_command([lsof(), "-nP", "-U", "-F", "pcfn"])
     return unix_holders(parsers.parse_lsof_fields(result.stdout), path, candidates)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar
@@ -92,7 +93,27 @@ class Observations:
 
     @cached_property
     def tcp_listeners(self) -> list[Listener]:
+        return self._tcp_scan[0]
+
+    @cached_property
+    def listeners_unknown(self) -> str | None:
+        """Why the listener list may be incomplete (None: it is complete)."""
+        return self._tcp_scan[1]
+
+    @cached_property
+    def _tcp_scan(self) -> tuple[list[Listener], str | None]:
         return self._once.get("tcp", self.backend.tcp_listeners)
+
+    def port_accepts(self, port: int, timeout: float) -> bool:
+        """Whether 127.0.0.1:PORT accepts a TCP connection (closed at once, nothing sent): the
+        cross-check when the listener list cannot say who listens."""
+        def attempt() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+                    return True
+            except OSError:
+                return False
+        return self._once.get(("accepts", port), attempt)
 
     def listeners_on_port(self, port: int) -> list[Listener]:
         return [lis for lis in self.tcp_listeners if lis.port == port]

@@ -16,13 +16,15 @@ SO_ACCEPTCON = 0x10000  # the Flags bit of a listening socket in /proc/net/unix
 class LinuxBackend(Backend):
     name = "linux"
 
-    def tcp_listeners(self) -> list[Listener]:
-        out = []
-        for c in _net_connections("tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr:
-                out.append(Listener(c.pid, pid_name(c.pid), f"{c.laddr.ip}:{c.laddr.port}",
-                                    c.laddr.port, True, "psutil"))
-        return out
+    def tcp_listeners(self) -> tuple[list[Listener], str | None]:
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except (psutil.AccessDenied, PermissionError, OSError) as exc:
+            return [], f"cannot list TCP listeners: {exc}"
+        out = [Listener(c.pid, pid_name(c.pid), f"{c.laddr.ip}:{c.laddr.port}", c.laddr.port, True, "psutil")
+               for c in conns if c.status == psutil.CONN_LISTEN and c.laddr]
+        unnamed = sum(1 for lis in out if lis.pid is None)
+        return out, (f"{unnamed} listener(s) belong to processes this user may not inspect" if unnamed else None)
 
     def socket_holders(self, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
         real = os.path.realpath(path)

@@ -3,10 +3,11 @@ there), otool for a binary's dylibs."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from helixdiag.observe import parsers
-from helixdiag.observe.backend import Backend, lsof_unix_holders
+from helixdiag.observe.backend import Backend, lsof, lsof_unix_holders
 from helixdiag.observe.commands import run_command
 from helixdiag.observe.processes import Listener, ProcInfo
 
@@ -15,12 +16,18 @@ class MacBackend(Backend):
     name = "macos"
     unsupported: dict[str, str] = {}
 
-    def tcp_listeners(self) -> list[Listener]:
-        result = run_command(["lsof", "-nP", "-iTCP", "-sTCP:LISTEN", "-F", "pcnPtT"])
-        return [
+    def tcp_listeners(self) -> tuple[list[Listener], str | None]:
+        result = run_command([lsof(), "-nP", "-iTCP", "-sTCP:LISTEN", "-F", "pcfnPtT"])
+        # lsof exits 1 when it finds nothing: only an error or a timeout leaves us not knowing.
+        if result.error or (result.returncode not in (0, 1)):
+            return [], f"lsof failed: {result.error or result.stderr.strip()[:200] or f'exit {result.returncode}'}"
+        listeners = [
             Listener(e.pid, e.command, f"{e.local_address}:{e.local_port}", e.local_port, True, "lsof")
             for e in parsers.parse_lsof_fields(result.stdout) if e.local_port is not None
         ]
+        # Without root, lsof skips other users' processes (a root-owned socat, say).
+        partial = None if os.geteuid() == 0 else "lsof without sudo lists only this user's processes"
+        return listeners, partial
 
     def socket_holders(self, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
         # macOS lsof matches a socket argument only by the exact name the process bound

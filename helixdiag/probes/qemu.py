@@ -95,6 +95,13 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
     if holders:
         return _bind_failed(ctx, q, port, holders, evidence)
     want = f"port {port}" if port else "any TCP port"
+    if (unknown := ctx.obs.listeners_unknown) and port:
+        # The list cannot say who listens: a connect() can at least say whether anyone does.
+        evidence["listeners_unknown"] = unknown
+        if ctx.obs.port_accepts(port, ctx.config.timeout):
+            return skipped(f"cannot tell who listens on {port} ({unknown}); 127.0.0.1:{port} accepts "
+                           "connections, so something does", **evidence)
+        evidence["connect"] = f"127.0.0.1:{port} refused"
     return failed("qemu-not-listening", f"QEMU pid {q.pid} runs but does not listen on {want}", **evidence)
 
 

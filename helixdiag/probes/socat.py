@@ -115,5 +115,7 @@ def socat_port(ctx: ProbeContext) -> Outcome:
                       remedy=f"Stop that process or choose another port; see `lsof -nP -iTCP:{port}`.",
                       **evidence)
     if not owners:
+        if unknown := ctx.obs.listeners_unknown:
+            return skipped(f"cannot tell who listens on port {port}: {unknown}", **evidence)
         return skipped(f"nothing listens on port {port} (see socat.process)", **evidence)
     return passed(f"port {port} is held by {owners[0]['role']} (pid {owners[0]['pid']})", **evidence)
