@@ -491,6 +491,28 @@ _ENTRIES: tuple[Failure, ...] = (
         intrinsic=True,
     ),
     Failure(
+        "qemu-still-booting", "qemu", F,
+        "QEMU started moments ago: the frame export does not listen yet",
+        "The export is created lazily, at the guest GPU driver's first command, so for the first "
+        "minute or so after QEMU starts (firmware, boot loader, kernel) nothing listens on the "
+        "helix port although nothing is wrong.",
+        "Wait until the guest has booted (its desktop or login prompt shows), then run helixdiag "
+        "again. If the port still does not listen a few minutes after boot, see qemu-not-listening.",
+    ),
+    Failure(
+        "qemu-network-vmnet", "qemu", F,
+        "The VM uses vmnet networking: the guest cannot reach the host's 127.0.0.1 as 10.0.2.2",
+        "QEMU's user-mode networking (`-netdev user`) maps 10.0.2.2 to the Mac's loopback, which "
+        "is where the frame export listens. Under UTM's Shared or Bridged network (`vmnet-shared`, "
+        "`vmnet-bridged`) there is no 10.0.2.2: the guest reaches the Mac at the bridge address "
+        "(typically 192.168.64.1 on bridge100), where nothing listens.",
+        "Switch the VM's network to user-mode networking (UTM: Network Mode \"Emulated VLAN\"; "
+        "QEMU: `-netdev user`) and restart the VM: desktop-bridge always dials 10.0.2.2. For a "
+        "vsockenc pipeline only, a relay on the bridge address also works: `socat "
+        "TCP-LISTEN:PORT,bind=192.168.64.1,fork,reuseaddr TCP:127.0.0.1:PORT` on the Mac and "
+        "`tcp-host=192.168.64.1` in the pipeline.",
+    ),
+    Failure(
         "qemu-log-missing", "qemu", W,
         "The QEMU log you named does not exist",
         "A log named with --qemu-log is evidence only if it exists. A missing file in a "

@@ -92,6 +92,17 @@ class QemuInstance:
             return self.config.binary
         return self.process.exe
 
+    @property
+    def app(self) -> str:
+        """Who started it: the Helix Mac app (its bundled QEMU), UTM (QEMULauncher), or QEMU by hand."""
+        binary = self.binary or ""
+        if "Helix.app/Contents/MacOS/" in binary:
+            return "helix-app"
+        launcher = (self.config.launcher if self.config else None) or ""
+        if "UTM.app/" in binary or "QEMULauncher" in launcher:
+            return "utm"
+        return "qemu"
+
     def one_line(self) -> str:
         port = f"helix-port={self.helix_port}" if self.helix_port else "no helix-port"
         return f"QEMU pid {self.pid} ({port}, cwd {self.process.cwd or '?'})"

@@ -236,3 +236,71 @@ def test_qemu_listener_with_an_unknown_listener_list_asks_the_port_itself(monkey
     else:
         assert listener.failure_id == "qemu-not-listening"
         assert listener.evidence["connect"] == f"127.0.0.1:{port} refused"
+
+
+def _qemu_like(binary: Path, args: list[str], code: str = "import time; time.sleep(60)") -> subprocess.Popen:
+    """A process whose command line is a QEMU's: a copy of this interpreter named like the QEMU
+    binary, with the recorded QEMU options after a `-c CODE` the interpreter runs."""
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    if not binary.exists():
+        binary.write_bytes(Path(os.path.realpath(sys.executable)).read_bytes())
+        binary.chmod(0o755)
+        os.utime(binary, (time.time() - 60, time.time() - 60))
+    env = {**os.environ, "PYTHONHOME": f"{sys.base_prefix}{os.pathsep}{sys.base_exec_prefix}"}
+    return subprocess.Popen([str(binary), "-c", code, *args], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _run_json(*args: str) -> dict:
+    import json
+
+    proc = subprocess.run(helixdiag_cmd("run", *args, "--json", "-"), capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NO_COLOR": "1"}, cwd=REPO)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _by_id(doc: dict) -> dict[str, dict]:
+    return {p["id"]: p for p in doc["probes"]}
+
+
+def test_the_helix_apps_qemu_is_recognised_with_its_facts(short_tmp):
+    recorded = (RECORDINGS / "macos" / "qemu_argv_helix_for_mac_SYNTHETIC.txt").read_text().splitlines()
+    port = selftest.free_port()
+    args = [a.replace("helix-port=41937", f"helix-port={port}") for a in recorded[1:]]
+    qemu = _qemu_like(short_tmp / "Helix.app" / "Contents" / "MacOS" / "qemu-system-aarch64", args)
+    try:
+        doc = _run_json("qemu", "--side", "host", "--port", str(port), "--timeout", "1")
+    finally:
+        qemu.kill()
+        qemu.wait(5)
+    probes = _by_id(doc)
+    process = probes["qemu.process"]["evidence"]
+    assert process["pid"] == qemu.pid and process["app"] == "helix-app"
+    assert process["config"]["max_outputs"] == 16 and process["config"]["network"] == ["user"]
+    assert probes["qemu.network"]["status"] == "pass"
+    assert probes["qemu.network"]["evidence"]["hostfwd"] == ["tcp::41222-:22", "tcp::41080-:8080"]
+    # Just started and not listening: booting, not broken.
+    assert probes["qemu.listener"]["failure_id"] == "qemu-still-booting"
+    assert "Logs tab" in probes["qemu.log"]["summary"]
+    assert doc["topology"]["kind"] == "tcp" and doc["topology"]["listen_port"] == port
+
+
+def test_vmnet_networking_is_named_when_the_export_listens_on_loopback_only(short_tmp):
+    recorded = (RECORDINGS / "macos" / "ps_command_utm_qemulauncher_james4ever0.txt").read_text().split()
+    port = selftest.free_port()
+    options = recorded[recorded.index("-L"):] + ["-device", f"virtio-gpu-gl-pci,helix-port={port}"]
+    listen = ("import socket, time\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)\n")
+    qemu = _qemu_like(short_tmp / "qemu-system-aarch64", options, listen)
+    try:
+        assert selftest.wait_listening(port)
+        doc = _run_json("qemu", "--side", "host", "--port", str(port), "--timeout", "1")
+    finally:
+        qemu.kill()
+        qemu.wait(5)
+    network = _by_id(doc)["qemu.network"]
+    assert network["failure_id"] == "qemu-network-vmnet", network["summary"]
+    assert network["evidence"]["netdev"] == ["vmnet-shared,id=net0"]
+    assert network["evidence"]["listening_on"] == [f"127.0.0.1:{port}"]
+    assert doc["diagnosis"]["root_cause"]["failure_id"] == "qemu-network-vmnet"

@@ -101,10 +101,11 @@ def test_selftest_and_every_break_match_beside_foreign_stacks(foreign):
 
 
 def test_two_tcp_vms_each_port_gets_its_own_verdict(stacks, validator):
-    healthy_port, broken_port = free_ports(2)
-    vm_a, vm_b = new_stack(stacks), new_stack(stacks)
+    healthy_port, broken_port, booting_port = free_ports(3)
+    vm_a, vm_b, vm_c = new_stack(stacks), new_stack(stacks), new_stack(stacks)
     a = vm_a.start_fake_qemu(healthy_port, serve=True)
-    b = vm_b.start_fake_qemu(broken_port)  # configured for its port, never bound it
+    b = vm_b.start_fake_qemu(broken_port, serve=True, fault=Fault("bad-magic"))
+    c = vm_c.start_fake_qemu(booting_port)  # configured for its port, not listening yet
 
     proc, doc = run_host(healthy_port, validator=validator)
     assert proc.returncode == 0, summary_table(doc)
@@ -121,10 +122,15 @@ def test_two_tcp_vms_each_port_gets_its_own_verdict(stacks, validator):
 
     proc, doc = run_host(broken_port, validator=validator)
     assert proc.returncode == 1
+    assert root_of(doc)["failure_id"] == "stream-bad-magic", summary_table(doc)
+    assert probe(doc, "qemu.process")["evidence"]["pid"] == b.pid
+
+    proc, doc = run_host(booting_port, validator=validator)
+    assert proc.returncode == 1
     root = root_of(doc)
-    assert root["failure_id"] == "qemu-not-listening", summary_table(doc)
-    assert str(b.pid) in root["explanation"]
-    assert probe(doc, "qemu.listener")["evidence"]["qemu_pid"] == b.pid
+    assert root["failure_id"] == "qemu-still-booting", summary_table(doc)
+    assert str(c.pid) in root["explanation"] and "still be booting" in root["explanation"]
+    assert probe(doc, "qemu.listener")["evidence"]["qemu_pid"] == c.pid
 
 
 def test_two_socat_stacks_without_a_socket_each_port_gets_its_own_verdict(stacks, validator):

@@ -471,10 +471,13 @@ def test_qemu_helix_for_mac_argv_SYNTHETIC():
     config = parse_qemu_cmdline(argv)
     assert (config.helix_port, config.helix_port_raw, config.helix_device) == (41937, "41937", "virtio-gpu-gl-pci")
     assert config.virtio_gpu_gl and config.accel == ("hvf",) and config.machine == "virt"
-    assert config.spice_gl == "es" and config.spice_addr.endswith("Application Support/Helix/spice.sock")
+    assert config.spice_gl == "es" and config.spice_addr.endswith("/T/helix-spice.sock")
     gpu = next(d for d in config.devices if d.driver == "virtio-gpu-gl-pci")
     assert (gpu.prop("xres"), gpu.prop("venus"), gpu.prop("hostmem")) == ("5120", "true", "256M")
     assert config.option_values("qmp") == ("tcp:localhost:41444,server,nowait",)
+    assert config.binary.endswith("Helix.app/Contents/MacOS/qemu-system-aarch64")
+    assert config.max_outputs == 16 and config.network_kinds == ("user",)
+    assert config.hostfwds == ("tcp::41222-:22", "tcp::41080-:8080")
 
 
 def test_qemu_option_forms_and_edge_cases():

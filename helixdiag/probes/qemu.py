@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from helixdiag.layers import Side
 from helixdiag.observe import parsers
@@ -11,6 +12,8 @@ from helixdiag.probes.context import ProbeContext
 from helixdiag.results import Outcome, failed, from_findings, passed, skipped, warned
 from helixdiag.timefmt import iso_time
 from helixdiag.topology import WEAK_SOURCES, QemuInstance
+
+BOOT_WINDOW_S = 90.0  # from QEMU's start to the guest GPU driver's first command
 
 
 def _stand_in(ctx: ProbeContext) -> dict[str, object] | None:
@@ -59,7 +62,7 @@ def qemu_process(ctx: ProbeContext) -> Outcome:
                           processes_scanned=len(ctx.obs.processes), **ctx.topology.judged("qemu"))
         return failed("qemu-not-running", "no QEMU process (qemu-system-*, qemu-aarch64-softmmu, QEMULauncher)",
                       processes_scanned=len(ctx.obs.processes))
-    evidence = {**q.process.describe(), "helix_port": q.helix_port, "binary": q.binary,
+    evidence = {**q.process.describe(), "app": q.app, "helix_port": q.helix_port, "binary": q.binary,
                 "config": q.config.describe() if q.config else None, "parse_error": q.error,
                 **ctx.topology.judged("qemu")}
     port = f", helix-port={q.helix_port}" if q.helix_port else ""
@@ -95,6 +98,12 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
     if holders:
         return _bind_failed(ctx, q, port, holders, evidence)
     want = f"port {port}" if port else "any TCP port"
+    if (age := _age(q)) is not None and age < BOOT_WINDOW_S:
+        evidence["qemu_age_s"] = round(age, 1)
+        return failed("qemu-still-booting",
+                      f"QEMU pid {q.pid} started {age:.0f} s ago and does not listen on {want} yet: the "
+                      "export starts at the guest GPU driver's first command — the VM may still be booting",
+                      **evidence)
     if (unknown := ctx.obs.listeners_unknown) and port:
         # The list cannot say who listens: a connect() can at least say whether anyone does.
         evidence["listeners_unknown"] = unknown
@@ -103,6 +112,10 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
                            "connections, so something does", **evidence)
         evidence["connect"] = f"127.0.0.1:{port} refused"
     return failed("qemu-not-listening", f"QEMU pid {q.pid} runs but does not listen on {want}", **evidence)
+
+
+def _age(q: QemuInstance) -> float | None:
+    return time.time() - q.process.started if q.process.started else None
 
 
 def _bind_failed(ctx: ProbeContext, q: QemuInstance, port: int, holders: list[dict[str, object]],
@@ -127,6 +140,37 @@ def _bind_failed(ctx: ProbeContext, q: QemuInstance, port: int, holders: list[di
         remedy=f"Stop pid {who['pid']} or move it to another port (`lsof -nP -iTCP:{port}` shows it), "
                "then restart the VM so QEMU binds the port.",
         **evidence)
+
+
+@register("qemu.network", layer="qemu", side=Side.HOST, needs=("qemu.process",),
+          description="the guest reaches the host's loopback as 10.0.2.2 (user-mode networking)")
+def qemu_network(ctx: ProbeContext) -> Outcome:
+    q = ctx.topology.qemu
+    if q is None:
+        return _no_qemu(ctx)
+    kinds = q.config.network_kinds if q.config else ()
+    evidence: dict[str, object] = {"netdev": list(q.config.option_values("netdev")) if q.config else [],
+                                   "hostfwd": list(q.config.hostfwds) if q.config else []}
+    if "user" in kinds:
+        return passed("user-mode networking: the guest reaches 127.0.0.1 here as 10.0.2.2", **evidence)
+    vmnet = [k for k in kinds if k.startswith("vmnet")]
+    if not vmnet:
+        return skipped(f"network backends {list(kinds) or 'none on the command line'}: not judged", **evidence)
+    port = ctx.topology.listen_port
+    bound = [lis.address for lis in ctx.obs.listeners_on_port(port)] if port else []
+    evidence.update(port=port, listening_on=bound)
+    if bound and not all(_loopback(a) for a in bound):
+        return passed(f"{vmnet[0]} networking, and port {port} listens beyond loopback: the guest must dial "
+                      "the bridge address (typically 192.168.64.1), not 10.0.2.2", **evidence)
+    return failed("qemu-network-vmnet",
+                  f"QEMU uses {vmnet[0]} networking: the guest has no 10.0.2.2 and reaches this Mac at the "
+                  f"bridge address (typically 192.168.64.1), but the export listens on "
+                  f"{', '.join(bound) or '127.0.0.1'} only", **evidence)
+
+
+def _loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host == "::1" or host.startswith("127.")
 
 
 @register("qemu.binary", layer="qemu", side=Side.HOST, needs=("qemu.process",),
@@ -182,8 +226,12 @@ def judge_dylibs(deps: parsers.OtoolDeps) -> Outcome:
           description="QEMU's [HELIX] log: init steps reached, bind/init errors, version, encoder errors")
 def qemu_log(ctx: ProbeContext) -> Outcome:
     path = ctx.config.qemu_log
+    q = ctx.topology.qemu
     if not path:
-        return skipped("no QEMU log given (--qemu-log; on macOS UTM's helix-debug.log is the default)")
+        if q is not None and q.app == "helix-app":
+            return skipped("the Helix Mac app keeps QEMU's log only in its Logs tab (no file): copy it into "
+                           "a file and pass --qemu-log FILE (or `pbpaste > qemu.log` after copying it)")
+        return skipped("no QEMU log given (--qemu-log FILE: QEMU's stderr, or UTM's debug log)")
     source = ctx.config.source("qemu_log")
     summary = ctx.obs.qemu_log(path)
     if summary is None:

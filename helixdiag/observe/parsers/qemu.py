@@ -14,6 +14,7 @@ from helixdiag.observe.parsers.common import (
     ParseError,
     as_argv,
     basename,
+    int_or_none,
     port_or_none,
 )
 
@@ -125,6 +126,27 @@ class QemuConfig:
     def option_values(self, name: str) -> tuple[str, ...]:
         return tuple(value for key, value in self.options if key == name and value is not None)
 
+    @property
+    def network_kinds(self) -> tuple[str, ...]:
+        """The backend of each `-netdev` (user, vmnet-shared, vmnet-bridged, …)."""
+        return tuple(value.split(",", 1)[0] for value in self.option_values("netdev"))
+
+    @property
+    def hostfwds(self) -> tuple[str, ...]:
+        """`hostfwd=` rules of user-mode networking, e.g. `tcp::41222-:22`."""
+        return tuple(v for value in self.option_values("netdev")
+                     for k, v in _split_qemu_opts(value) if k == "hostfwd" and v)
+
+    @property
+    def max_outputs(self) -> int | None:
+        """virtio-gpu's `max_outputs` (device property or `-global DRIVER.max_outputs=N`)."""
+        raw = next((d.prop("max_outputs") for d in self.devices if d.prop("max_outputs") is not None), None)
+        for value in self.option_values("global"):
+            target, _, setting = value.partition("=")
+            if target.endswith(".max_outputs"):
+                raw = setting
+        return int_or_none(raw)
+
     def describe(self) -> dict[str, object]:
         """What a bug ticket needs from the command line: how the VM was started."""
         return {
@@ -133,7 +155,8 @@ class QemuConfig:
             "virtio_gpu": self.virtio_gpu, "virtio_gpu_gl": self.virtio_gpu_gl,
             "accel": list(self.accel), "machine": self.machine, "display": list(self.display),
             "spice": self.spice, "spice_addr": self.spice_addr, "spice_gl": self.spice_gl,
-            "netdev": list(self.option_values("netdev")),
+            "netdev": list(self.option_values("netdev")), "network": list(self.network_kinds),
+            "max_outputs": self.max_outputs,
             "disks": list(self.positional),
             "argv_rejoined_at_spaces": self.rejoined_whitespace,
         }
