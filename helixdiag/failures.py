@@ -549,6 +549,17 @@ _ENTRIES: tuple[Failure, ...] = (
         "(`helixdiag logs <qemu-log>`) for the VideoToolbox status, and undo recent encoder "
         "configuration changes. A server must reply with ERROR on every failure.",
     ),
+    Failure(
+        "encoder-software-fallback", "encoder", W,
+        "H.264 is encoded in software here, not with the hardware encoder the real host uses",
+        "On macOS the real host encodes with VideoToolbox. When PyAV cannot open h264_videotoolbox "
+        "(a PyAV older than 12.3, whose macOS wheels lack it, or a session VideoToolbox refuses), "
+        "helixdiag falls back to libx264: the checks still run, but timings and the stream's "
+        "shape differ from the real host's.",
+        "Install PyAV 12.3 or later in helixdiag's environment (`pip install -U 'av>=12.3'`) and "
+        "run again; `helixdiag serve --encoder videotoolbox` shows the error if VideoToolbox "
+        "still refuses.",
+    ),
     # ── stream ────────────────────────────────────────────────────────────────────────
     Failure(
         "stream-connect-failed", "stream", F,

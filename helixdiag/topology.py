@@ -411,6 +411,9 @@ def _qemu(p: ProcInfo) -> QemuInstance:
 
 
 def _socat(p: ProcInfo) -> SocatHop:
+    if p.argv_unreadable:
+        return SocatHop(p, None, f"socat pid {p.pid}: its command line is not readable without sudo "
+                                 "(another user's process)")
     try:
         return SocatHop(p, parsers.parse_socat_cmdline(list(p.argv), cwd=p.cwd))
     except parsers.ParseError as exc:

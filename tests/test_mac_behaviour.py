@@ -304,3 +304,40 @@ def test_vmnet_networking_is_named_when_the_export_listens_on_loopback_only(shor
     assert network["evidence"]["netdev"] == ["vmnet-shared,id=net0"]
     assert network["evidence"]["listening_on"] == [f"127.0.0.1:{port}"]
     assert doc["diagnosis"]["root_cause"]["failure_id"] == "qemu-network-vmnet"
+
+
+def test_a_socat_we_may_not_read_is_named_not_called_missing():
+    """A socat started with sudo: its command line cannot be read (psutil AccessDenied, and
+    macOS ps shows only "(socat)"), so which port it forwards is unknown — not 'not running'."""
+    from helixdiag.config import RunConfig
+    from helixdiag.probes import REGISTRY, load
+    from helixdiag.probes.context import ProbeContext
+    from helixdiag.topology import Topology, _socat
+
+    load()
+    hidden = _socat(ProcInfo(pid=4242, name="socat", exe=None, argv=(), cwd=None, started=None,
+                             argv_unreadable=True))
+    assert hidden.config is None and "not readable without sudo" in hidden.error
+    cfg = RunConfig(side="host", port=5900)
+    ctx = ProbeContext(cfg)
+    ctx.__dict__["topology"] = Topology("socat", "socket given", 5900, "--port", "/tmp/x.sock", "--socket",
+                                        all_socat=[hidden])
+    outcome = REGISTRY["socat.process"].func(ctx)
+    assert outcome.status == "skip" and "socat pid 4242" in outcome.summary and "sudo" in outcome.summary
+
+
+def test_libx264_where_the_real_host_uses_videotoolbox_is_a_warning():
+    """The Mac backend expects VideoToolbox; here (no VideoToolbox) the real libx264 encodes."""
+    from helixdiag import runner
+    from helixdiag.config import RunConfig
+    from helixdiag.observe.macos import MacBackend
+    from helixdiag.probes import REGISTRY, load
+
+    load()
+    cfg = RunConfig(side="host", size=(320, 240))
+    report = runner.Runner(cfg, [REGISTRY["encoder.session"]], observations=Observations(backend=MacBackend())).run()
+    result = report.probes[0]
+    assert (result.status, result.failure_id) == ("warn", "encoder-software-fallback"), result.summary
+    assert result.evidence["encoder"] == "x264" and "videotoolbox" in result.summary
+    linux = runner.Runner(cfg, [REGISTRY["encoder.session"]]).run().probes[0]
+    assert linux.status == "pass"  # on Linux libx264 is what a stand-in host uses

@@ -24,6 +24,7 @@ class Backend:
     name = "generic"
     # Facts this platform cannot give, and why: probes skip with the reason.
     unsupported: dict[str, str] = {"dylibs": "macOS only (otool -L)"}
+    hardware_encoder: str | None = None  # the H.264 encoder the real host uses here, if any
 
     def processes(self) -> Iterator[ProcInfo]:
         """Every process this user can see; <defunct> ones run nothing and are left out."""
@@ -35,11 +36,22 @@ class Backend:
                 cwd = proc.cwd()
             except (psutil.Error, OSError):
                 cwd = None
+            argv = tuple(info.get("cmdline") or ())
+            unreadable = not argv and info.get("cmdline") is None  # AccessDenied, not an empty argv
+            if unreadable and (info.get("name") or "") in ("socat", "qemu-system-aarch64", "QEMULauncher"):
+                argv = self.command_line_of(info["pid"])
+                unreadable = not argv
             yield ProcInfo(
-                pid=info["pid"], name=info.get("name") or "", exe=info.get("exe"),
-                argv=tuple(info.get("cmdline") or ()), cwd=cwd, started=info.get("create_time"),
-                ppid=info.get("ppid"),
+                pid=info["pid"], name=info.get("name") or "", exe=info.get("exe"), argv=argv, cwd=cwd,
+                started=info.get("create_time"), ppid=info.get("ppid"), argv_unreadable=unreadable,
             )
+
+    def command_line_of(self, pid: int) -> tuple[str, ...]:
+        """Another user's command line, where the platform's `ps` may show it (space-joined)."""
+        result = run_command(["/bin/ps", "-o", "command=", "-p", str(pid)], timeout=2.0)
+        text = result.stdout.strip() if result.ok else ""
+        # ps shows only "(socat)" when it may not read the arguments either.
+        return tuple(text.split()) if text and not text.startswith("(") else ()
 
     def tcp_listeners(self) -> tuple[list[Listener], str | None]:
         """The TCP listeners, and why the list may be incomplete (None: it is complete). An

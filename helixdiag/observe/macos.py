@@ -15,6 +15,7 @@ from helixdiag.observe.processes import Listener, ProcInfo
 class MacBackend(Backend):
     name = "macos"
     unsupported: dict[str, str] = {}
+    hardware_encoder = "videotoolbox"
 
     def tcp_listeners(self) -> tuple[list[Listener], str | None]:
         result = run_command([lsof(), "-nP", "-iTCP", "-sTCP:LISTEN", "-F", "pcfnPtT"])
@@ -37,6 +38,9 @@ class MacBackend(Backend):
         return lsof_unix_holders(path, candidates)
 
     def dylibs(self, binary: str) -> tuple[parsers.OtoolDeps | None, str | None]:
+        # Without the Command Line Tools, /usr/bin/otool opens an install dialog: ask first.
+        if not run_command(["xcode-select", "-p"], timeout=5).ok:
+            return None, "otool needs the Xcode Command Line Tools (`xcode-select --install`)"
         result = run_command(["otool", "-L", binary])
         if result.error or result.returncode:
             return None, f"otool -L failed: {result.error or result.stderr.strip()[:200]}"

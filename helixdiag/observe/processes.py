@@ -19,6 +19,7 @@ class ProcInfo:
     cwd: str | None
     started: float | None  # epoch seconds
     ppid: int | None = None
+    argv_unreadable: bool = False  # another user's process (e.g. started with sudo)
 
     @property
     def command_line(self) -> str:

@@ -11,7 +11,7 @@ from helixdiag.layers import Side
 from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
 from helixdiag.protocol import PixelFormat
-from helixdiag.results import Outcome, failed, passed
+from helixdiag.results import Outcome, failed, passed, warned
 
 FRAMES = 3
 
@@ -42,7 +42,14 @@ def encoder_session(ctx: ProbeContext) -> Outcome:
                 "first_frame_nals": [h264.NalType(t).name if t in h264.NalType._value2member_map_ else t
                                      for t in summary.nal_types],
                 "profile": summary.sps.profile if summary.sps else None}
+    if encoder.name.startswith("videotoolbox"):
+        # PyAV returns a VideoToolbox packet late, so each frame gets a fresh session (an IDR).
+        evidence["ms_per_frame_includes"] = "session creation: every frame is a new VideoToolbox session (all IDR)"
     if not (summary.has_sps and summary.has_pps and summary.has_idr and summary.params_before_idr):
         return failed("encoder-error", f"{encoder.name}'s first frame lacks SPS/PPS before an IDR", **evidence)
+    expected = ctx.obs.backend.hardware_encoder
+    if expected and not encoder.name.startswith(expected):
+        return warned("encoder-software-fallback",
+                      f"{encoder.name} encodes, but the real host uses {expected} here ({reason})", **evidence)
     return passed(f"{encoder.name} encodes {width}x{height} "
                   f"({evidence['profile']}, {min(timings):.1f} ms/frame)", **evidence)

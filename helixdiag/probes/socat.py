@@ -32,6 +32,11 @@ def socat_process(ctx: ProbeContext) -> Outcome:
     topo = ctx.topology
     if hop is None:
         broken = [h.describe() for h in topo.all_socat if h.config is None]
+        hidden = [h for h in topo.all_socat if h.process.argv_unreadable]
+        if hidden:
+            who = ", ".join(h.error or "" for h in hidden)
+            return skipped(f"cannot tell which socat forwards the port: {who}; run `sudo helixdiag run socat` "
+                           "to read it", unreadable_socat=broken)
         port = topo.listen_port
         where = f" on port {port}" if port else ""
         into = f" into {topo.socket_path}" if topo.socket_path else ""
