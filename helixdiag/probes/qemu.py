@@ -98,12 +98,6 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
     if holders:
         return _bind_failed(ctx, q, port, holders, evidence)
     want = f"port {port}" if port else "any TCP port"
-    if (age := _age(q)) is not None and age < BOOT_WINDOW_S:
-        evidence["qemu_age_s"] = round(age, 1)
-        return failed("qemu-still-booting",
-                      f"QEMU pid {q.pid} started {age:.0f} s ago and does not listen on {want} yet: the "
-                      "export starts at the guest GPU driver's first command — the VM may still be booting",
-                      **evidence)
     if (unknown := ctx.obs.listeners_unknown) and port:
         # The list cannot say who listens: a connect() can at least say whether anyone does.
         evidence["listeners_unknown"] = unknown
@@ -111,6 +105,12 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
             return skipped(f"cannot tell who listens on {port} ({unknown}); 127.0.0.1:{port} accepts "
                            "connections, so something does", **evidence)
         evidence["connect"] = f"127.0.0.1:{port} refused"
+    if (age := _age(q)) is not None and age < BOOT_WINDOW_S:
+        evidence["qemu_age_s"] = round(age, 1)
+        return failed("qemu-still-booting",
+                      f"QEMU pid {q.pid} started {age:.0f} s ago and does not listen on {want} yet: the "
+                      "export starts at the guest GPU driver's first command — the VM may still be booting",
+                      **evidence)
     return failed("qemu-not-listening", f"QEMU pid {q.pid} runs but does not listen on {want}", **evidence)
 
 
