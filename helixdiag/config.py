@@ -57,7 +57,8 @@ class RunConfig:
                               high=65535, to_guest=True)
     socket: str | None = option(None, "The Unix socket (default: socat's target, QEMU's cwd, UTM's Group "
                                 "Container).", metavar="PATH")
-    qemu_log: str | None = option(None, "QEMU's helix log (default on macOS: UTM's helix-debug.log).",
+    qemu_log: str | None = option(None, "QEMU's log with its [HELIX] lines (default: UTM's debug log of the VM, "
+                                  "when debug logging is on).",
                                   metavar="PATH")
     gst_log: str | None = option(None, "vsockenc's GST_DEBUG log.", metavar="PATH", to_guest=True)
     pipeline: str | None = option(None, "The guest's GStreamer pipeline, for the lint.", metavar="STRING",
@@ -250,9 +251,6 @@ def _apply_platform_defaults(cfg: RunConfig) -> None:
         if cfg.socket is None and seen:
             cfg.socket = str(container / SOCKET_NAME)
             cfg.sources["socket"] = "UTM default" if seen == "exists" else "UTM default (not readable here)"
-        if cfg.qemu_log is None:
-            cfg.qemu_log = str(container / "helix-debug.log")
-            cfg.sources["qemu_log"] = "UTM default"
     if cfg.side == "both" and "host" not in cfg.sources:
         # Both sides on one machine: the "guest" reaches the host over loopback.
         cfg.host = "127.0.0.1"

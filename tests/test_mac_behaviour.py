@@ -341,3 +341,27 @@ def test_libx264_where_the_real_host_uses_videotoolbox_is_a_warning():
     assert result.evidence["encoder"] == "x264" and "videotoolbox" in result.summary
     linux = runner.Runner(cfg, [REGISTRY["encoder.session"]]).run().probes[0]
     assert linux.status == "pass"  # on Linux libx264 is what a stand-in host uses
+
+
+def test_utms_debug_log_is_found_in_the_vm_bundle_named_by_the_drives(short_tmp):
+    recorded = (RECORDINGS / "macos" / "ps_command_utm_qemulauncher_james4ever0.txt").read_text()
+    from helixdiag.observe.parsers import parse_qemu_cmdline
+
+    assert parse_qemu_cmdline(recorded).utm_data_dir == "/Volumes/Toshiba XG3/UTM VMs/Ubuntu ARM.utm/Data"
+
+    data = short_tmp / "Linux.utm" / "Data"
+    data.mkdir(parents=True)
+    port = selftest.free_port()
+    options = ["-drive", f"if=pflash,unit=1,file={data}/efi_vars.fd", "-netdev", "user,id=net0",
+               "-device", f"virtio-gpu-gl-pci,helix-port={port}"]
+    qemu = _qemu_like(short_tmp / "qemu-system-aarch64", options)
+    try:
+        without = _by_id(_run_json("qemu.log", "--side", "host", "--port", str(port)))["qemu.log"]
+        (data / "debug.log").write_text((REPO / "tests" / "logs" / "qemu_h2_healthy.log").read_text())
+        found = _by_id(_run_json("qemu.log", "--side", "host", "--port", str(port)))["qemu.log"]
+    finally:
+        qemu.kill()
+        qemu.wait(5)
+    assert without["status"] == "skip" and "Debug Log" in without["summary"], without["summary"]
+    assert found["status"] == "pass", found["summary"]
+    assert found["evidence"]["log"] == str(data / "debug.log")

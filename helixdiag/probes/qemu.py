@@ -14,6 +14,7 @@ from helixdiag.timefmt import iso_time
 from helixdiag.topology import WEAK_SOURCES, QemuInstance
 
 BOOT_WINDOW_S = 90.0  # from QEMU's start to the guest GPU driver's first command
+UTM_DEBUG_LOG = "debug.log"  # in the VM bundle's Data directory, with Debug Log on (UTM's QEMU config)
 
 
 def _stand_in(ctx: ProbeContext) -> dict[str, object] | None:
@@ -225,14 +226,18 @@ def judge_dylibs(deps: parsers.OtoolDeps) -> Outcome:
 @register("qemu.log", layer="qemu", side=Side.HOST, timeout=60,
           description="QEMU's [HELIX] log: init steps reached, bind/init errors, version, encoder errors")
 def qemu_log(ctx: ProbeContext) -> Outcome:
-    path = ctx.config.qemu_log
+    path, source = ctx.config.qemu_log, ctx.config.source("qemu_log")
     q = ctx.topology.qemu
+    if not path and q is not None and q.config is not None and q.config.utm_data_dir:
+        path, source = os.path.join(q.config.utm_data_dir, UTM_DEBUG_LOG), "UTM default"
+        if not ctx.obs.exists(path):
+            return skipped(f"no QEMU log: UTM writes {path} only with the VM's Debug Log setting on "
+                           "(VM settings → QEMU → Debug Log; then restart the VM)")
     if not path:
         if q is not None and q.app == "helix-app":
             return skipped("the Helix Mac app keeps QEMU's log only in its Logs tab (no file): copy it into "
                            "a file and pass --qemu-log FILE (or `pbpaste > qemu.log` after copying it)")
         return skipped("no QEMU log given (--qemu-log FILE: QEMU's stderr, or UTM's debug log)")
-    source = ctx.config.source("qemu_log")
     summary = ctx.obs.qemu_log(path)
     if summary is None:
         if source in WEAK_SOURCES:

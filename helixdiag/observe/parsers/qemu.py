@@ -138,6 +138,16 @@ class QemuConfig:
                      for k, v in _split_qemu_opts(value) if k == "hostfwd" and v)
 
     @property
+    def utm_data_dir(self) -> str | None:
+        """The VM bundle's `Data` directory (`…/NAME.utm/Data`), from a drive's file path: UTM
+        keeps the VM's files there, its debug log (`debug.log`) among them."""
+        for value in self.option_values("drive"):
+            for key, path in _split_qemu_opts(value):
+                if key in ("file", "file.filename") and path and ".utm/Data/" in path:
+                    return path[:path.index(".utm/Data/") + len(".utm/Data")]
+        return None
+
+    @property
     def max_outputs(self) -> int | None:
         """virtio-gpu's `max_outputs` (device property or `-global DRIVER.max_outputs=N`)."""
         raw = next((d.prop("max_outputs") for d in self.devices if d.prop("max_outputs") is not None), None)
