@@ -103,6 +103,15 @@ class QemuInstance:
             return "utm"
         return "qemu"
 
+    def restart_how(self) -> str:
+        """How to restart this VM, in the words of whatever started it."""
+        name = next(iter(self.config.option_values("name")), None) if self.config else None
+        if self.app == "utm" and name:
+            return f'restart the VM (`utmctl stop "{name}"`, then `utmctl start "{name}"`)'
+        if self.app == "helix-app":
+            return "restart the VM (quit the Helix app and open it again: it starts its QEMU)"
+        return "restart the VM"
+
     def one_line(self) -> str:
         port = f"helix-port={self.helix_port}" if self.helix_port else "no helix-port"
         return f"QEMU pid {self.pid} ({port}, cwd {self.process.cwd or '?'})"

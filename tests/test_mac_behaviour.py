@@ -365,3 +365,16 @@ def test_utms_debug_log_is_found_in_the_vm_bundle_named_by_the_drives(short_tmp)
     assert without["status"] == "skip" and "Debug Log" in without["summary"], without["summary"]
     assert found["status"] == "pass", found["summary"]
     assert found["evidence"]["log"] == str(data / "debug.log")
+
+
+def test_restart_the_vm_names_the_vm_and_the_command():
+    from helixdiag.observe.parsers import parse_qemu_cmdline
+    from helixdiag.topology import QemuInstance
+
+    utm = parse_qemu_cmdline((RECORDINGS / "macos" / "ps_command_utm_qemulauncher_james4ever0.txt").read_text())
+    helix = parse_qemu_cmdline((RECORDINGS / "macos" / "qemu_argv_helix_for_mac_SYNTHETIC.txt").read_text().splitlines())
+    process = _proc(1, "/")
+    assert QemuInstance(process, utm).restart_how() == \
+        'restart the VM (`utmctl stop "Linux"`, then `utmctl start "Linux"`)'
+    assert "Helix app" in QemuInstance(process, helix).restart_how()
+    assert QemuInstance(process, None).restart_how() == "restart the VM"

@@ -131,7 +131,7 @@ def _bind_failed(ctx: ProbeContext, q: QemuInstance, port: int, holders: list[di
             f"port {port} is held by an older QEMU, pid {stale.pid} (started {iso_time(stale.process.started)}), "
             f"configured for the same port: QEMU pid {q.pid} could not bind it",
             remedy=f"Stop the stale QEMU: `kill {stale.pid}` (check first with `ps -p {stale.pid} -o command=` "
-                   "that it is the old VM), then restart the VM so its QEMU binds the port.",
+                   f"that it is the old VM), then {q.restart_how()} so its QEMU binds the port.",
             **evidence)
     who = holders[0]
     return failed(
@@ -139,7 +139,7 @@ def _bind_failed(ctx: ProbeContext, q: QemuInstance, port: int, holders: list[di
         f"port {port} is held by pid {who['pid']} ({who['role']}: {str(who['command'])[:120]}), "
         f"not by QEMU pid {q.pid}: its bind() failed",
         remedy=f"Stop pid {who['pid']} or move it to another port (`lsof -nP -iTCP:{port}` shows it), "
-               "then restart the VM so QEMU binds the port.",
+               f"then {q.restart_how()} so QEMU binds the port.",
         **evidence)
 
 

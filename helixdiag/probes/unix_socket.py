@@ -68,12 +68,13 @@ def socket_accept(ctx: ProbeContext) -> Outcome:
         return failed("socket-permission", f"connect() to {path} is denied: {info.detail}", **evidence)
     if info.state == PathState.STALE:
         _age_against_qemu(ctx, info.mtime, evidence)
+        restart = ctx.topology.qemu.restart_how() if ctx.topology.qemu else "restart the VM"
         nobody = not holder_facts
         why = "nobody holds it" if nobody else f"held by {', '.join(str(h['pid']) for h in holder_facts)} but not accepting"
         return failed("socket-stale", f"{path} exists but connect() is refused: {why}",
-                      remedy=f"Remove the stale socket and restart the VM so QEMU binds it again: "
+                      remedy=f"Remove the stale socket and {restart} so QEMU binds it again: "
                              f"`helixdiag fix --apply` (removes it only if it is still refusing and "
-                             f"unheld) or `rm '{path}'`, then restart the VM.",
+                             f"unheld) or `rm '{path}'`, then {restart}.",
                       **evidence)
     if info.state == PathState.NOT_A_SOCKET:
         return failed("socket-not-a-socket", f"{path} is not a socket", **evidence)
