@@ -1,7 +1,8 @@
-"""Known host bugs that `serve --fault` rehearses on purpose (PROTOCOL.md §10, FAILURES.md).
+"""Known host bugs that `serve --fault` rehearses on purpose (docs/serve.md lists them).
 
 Each fault names the failure id a correct client diagnoses it as, so tests and the
-self-test's `--break` read the expectation from here instead of repeating it.
+self-test's `--break` read the expectation from here instead of repeating it, and the modes
+it shows in (`request`: vsockenc's FRAME_REQUESTs; `scanout`: a subscriber's pushed frames).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 from helixdiag.errors import UsageError
 
+REQUEST, SCANOUT = "request", "scanout"
+
 
 @dataclass(frozen=True)
 class FaultKind:
@@ -17,6 +20,9 @@ class FaultKind:
     takes_value: bool
     expected_failure: str
     description: str
+    modes: tuple[str, ...] = (REQUEST, SCANOUT)
+    default: float | None = None  # the value when none is given (only faults that take one)
+    seconds: bool = False  # the value is seconds (a float), not an integer
 
 
 FAULT_KINDS: dict[str, FaultKind] = {
@@ -27,12 +33,23 @@ FAULT_KINDS: dict[str, FaultKind] = {
         FaultKind("bad-magic", False, "stream-bad-magic", "replies start with a wrong magic"),
         FaultKind("no-sps", False, "stream-no-sps-pps", "keyframes without SPS/PPS (the H0/H1 host)"),
         FaultKind("avcc", False, "stream-avcc", "length-prefixed NALs instead of Annex-B (H0/H1)"),
-        FaultKind("error", True, "encoder-error", "answer every frame with ERROR CODE (e.g. error=-5)"),
-        FaultKind("slow", True, "stream-slow", "wait MS milliseconds before every reply"),
+        FaultKind("error", True, "encoder-error", "answer every frame with ERROR CODE (e.g. error=-5)",
+                  modes=(REQUEST,)),
+        FaultKind("slow", True, "stream-slow", "wait MS milliseconds before every reply", modes=(REQUEST,)),
         FaultKind(
             "ignore-frame-request", False, "frame-request-ignored",
-            "PING answered, FRAME_REQUEST never (the H4 host)",
+            "PING answered, FRAME_REQUEST never (the H4 host)", modes=(REQUEST,),
         ),
+        FaultKind("close-after-subscribe", False, "stream-closed",
+                  "answer SUBSCRIBE, then close the connection", modes=(SCANOUT,)),
+        FaultKind("no-frames", False, "stream-no-reply",
+                  "answer SUBSCRIBE, never push a frame", modes=(SCANOUT,)),
+        FaultKind("double-init", False, "stream-no-reply",
+                  "the export initialised twice: subscribers are invisible to the frame path "
+                  "(fe != g_fe and NO_SUBSCRIBER in the log)", modes=(SCANOUT,)),
+        FaultKind("drop-after", True, "stream-closed",
+                  "drop a subscriber S seconds (default 60) after its last message, like the "
+                  "H4 host's read timeout", modes=(SCANOUT,), default=60.0, seconds=True),
     )
 }
 
@@ -40,14 +57,19 @@ FAULT_KINDS: dict[str, FaultKind] = {
 @dataclass(frozen=True)
 class Fault:
     kind: str
-    value: int | None = None
+    value: int | float | None = None
 
     @property
     def expected_failure(self) -> str:
         return FAULT_KINDS[self.kind].expected_failure
 
+    def applies_to(self, mode: str) -> bool:
+        return mode in FAULT_KINDS[self.kind].modes
+
     def __str__(self) -> str:
-        return self.kind if self.value is None else f"{self.kind}={self.value}"
+        if self.value is None:
+            return self.kind
+        return f"{self.kind}={self.value:g}" if isinstance(self.value, float) else f"{self.kind}={self.value}"
 
 
 def parse_fault(text: str) -> Fault:
@@ -62,7 +84,17 @@ def parse_fault(text: str) -> Fault:
             raise UsageError(f"fault {name!r} takes no value")
         return Fault(name)
     if not sep:
+        if kind.default is not None:
+            return Fault(name, kind.default)
         raise UsageError(f"fault {name!r} needs a value, e.g. {name}={'-5' if name == 'error' else '200'}")
+    if kind.seconds:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 86400:
+            raise UsageError(f"{name}=S needs seconds, 0 < S <= 86400, got {raw!r}")
+        return Fault(name, seconds)
     try:
         value = int(raw)
     except ValueError:

@@ -79,7 +79,7 @@ def test_keyframes_first_and_forced():
     assert result.keyframes == 3  # frames 0, 4, 8
 
 
-@pytest.mark.parametrize("fault_name", sorted(FAULT_KINDS))
+@pytest.mark.parametrize("fault_name", sorted(k.name for k in FAULT_KINDS.values() if "request" in k.modes))
 def test_every_fault_is_diagnosed_as_its_failure_id(fault_name):
     value = {"error": -5, "slow": 150}.get(fault_name)
     fault = Fault(fault_name, value)
@@ -89,6 +89,16 @@ def test_every_fault_is_diagnosed_as_its_failure_id(fault_name):
     assert result.primary.failure_id == fault.expected_failure
     if fault_name == "error":
         assert result.findings["encoder-error"].evidence["code"] == -5
+
+
+@pytest.mark.parametrize("fault_name", sorted(k.name for k in FAULT_KINDS.values() if "scanout" in k.modes))
+def test_every_scanout_fault_is_diagnosed_by_a_subscriber_waiting_for_frames(fault_name):
+    """Counting frames (--frames) says the picture moves: a host that pushes none fails."""
+    fault = Fault(fault_name, 0.3 if fault_name == "drop-after" else None)
+    with running_server(fault=fault, fps=30) as server:
+        result = run_exchange(endpoint_of(server), mode="scanout", frames=20, timeout=1.0)
+    assert result.primary is not None and result.primary.failure_id == fault.expected_failure, \
+        result.to_dict()["findings"]
 
 
 def test_hang_and_ignore_are_told_apart_by_ping():

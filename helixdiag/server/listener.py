@@ -18,9 +18,9 @@ from helixdiag.protocol import (
     ErrorCode,
     ErrorMessage,
 )
-from helixdiag.server.scanout import ScanoutProducer, Subscriber
+from helixdiag.server.scanout import ScanoutProducer, ScanoutState, Subscriber
 from helixdiag.server.session import ClientSession, close_quietly
-from helixdiag.server.settings import Log, ServerConfig, Stats
+from helixdiag.server.settings import MAX_DIMENSION, Log, ServerConfig, Stats
 from helixdiag.server.shaping import StreamShaper
 from helixdiag.unixsock import PathState
 
@@ -38,9 +38,12 @@ class FrameServer:
         self._sessions: set[ClientSession] = set()
         self._sessions_lock = threading.Lock()
         self._scanouts: dict[int, ScanoutProducer] = {}
+        self._states: dict[int, ScanoutState] = {}  # per scanout id: enabled, encoder, frame count
         self._scanouts_lock = threading.Lock()
+        self._slot_free = threading.Condition(self._sessions_lock)
+        self._entries = 0  # [FRAME_READY_ENTRY] count, as the host numbers them
         self._acceptor: threading.Thread | None = None
-        self._shaper = StreamShaper(config.fault)
+        self.shaper = StreamShaper(config.fault, config.generation)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> list[net.Endpoint]:
@@ -63,6 +66,8 @@ class FrameServer:
         self._acceptor = threading.Thread(target=self._accept_loop, args=(sel,), name="hxfr-accept",
                                           daemon=True)
         self._acceptor.start()
+        if self.config.generation.banner:
+            self.log(self.config.generation.banner)
         return self.endpoints
 
     def _check_encoder(self) -> None:
@@ -89,10 +94,18 @@ class FrameServer:
             producers = list(self._scanouts.values())
         for p in producers:
             p.stop()
+        with self._sessions_lock:
+            self._slot_free.notify_all()
         if self._acceptor is not None:
             self._acceptor.join(timeout=2)
         for s in sessions:
             s.join(timeout=2)
+        for p in producers:
+            p.join(timeout=2)
+        with self._scanouts_lock:
+            states = list(self._states.values())
+        for state in states:
+            state.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stop.wait(timeout)
@@ -121,7 +134,7 @@ class FrameServer:
             sock.close()
             err = net.translate(exc, f"bind tcp {host}:{port}")
             raise ConfigError(str(err), hint="is another server (QEMU, socat, serve) on that port?") from None
-        sock.listen(self.config.max_clients)
+        sock.listen(self._backlog)
         self._listeners.append(sock)
         bound_host, bound_port = sock.getsockname()[:2]
         self.endpoints.append(net.Endpoint("tcp", host=bound_host, port=bound_port))
@@ -155,15 +168,27 @@ class FrameServer:
             raise ConfigError(str(net.translate(exc, f"bind {path}"))) from None
         finally:
             os.umask(old_umask)
-        sock.listen(self.config.max_clients)
+        sock.listen(self._backlog)
         st = os.lstat(path)
         self._unix_owned.append((path, st.st_dev, st.st_ino))
         self._listeners.append(sock)
         self.endpoints.append(net.Endpoint("unix", path=path))
 
+    @property
+    def _backlog(self) -> int:
+        return max(self.config.max_clients or 1, 1)
+
     def _accept_loop(self, sel: selectors.BaseSelector) -> None:
+        waits = self.config.generation.when_full == "wait"
         try:
             while not self._stop.is_set():
+                if waits:
+                    # H1/H2 serve one client at a time: the next one waits in the backlog
+                    # until the current one leaves.
+                    with self._sessions_lock:
+                        if len(self._sessions) >= self.config.max_clients:
+                            self._slot_free.wait(0.2)
+                            continue
                 for key, _ in sel.select(timeout=0.2):
                     try:
                         conn, addr = key.fileobj.accept()  # type: ignore[union-attr]
@@ -179,15 +204,20 @@ class FrameServer:
         with self._sessions_lock:
             full = len(self._sessions) >= self.config.max_clients
             if not full:
-                session = ClientSession(self, conn, peer)
+                taken = {s.slot for s in self._sessions}
+                slot = next(i for i in range(len(taken) + 1) if i not in taken)
+                session = ClientSession(self, conn, peer, slot)
                 self._sessions.add(session)
         if full:
             self.stats.add(clients_rejected=1)
-            self.log(f"reject {peer}: no client slots ({self.config.max_clients} in use)")
-            msg = ErrorMessage(ErrorCode.INTERNAL, f"Error: {ErrorCode.INTERNAL} no client slots available")
-            with contextlib.suppress(OSError):
-                conn.settimeout(1.0)
-                net.send_parts(conn, protocol.encode_parts(msg), time.monotonic() + 1.0)
+            if self.config.generation.when_full == "error":
+                self.log(f"reject {peer}: no client slots ({self.config.max_clients} in use)")
+                msg = ErrorMessage(ErrorCode.INTERNAL, f"Error: {ErrorCode.INTERNAL} no client slots available")
+                with contextlib.suppress(OSError):
+                    conn.settimeout(1.0)
+                    net.send_parts(conn, protocol.encode_parts(msg), time.monotonic() + 1.0)
+            else:  # the real host closes the 17th without a word
+                self.log(f"[HELIX] No client slots available, rejecting ({peer})")
             close_quietly(conn)
             return
         self.stats.add(clients_now=1, clients_total=1)
@@ -197,19 +227,30 @@ class FrameServer:
     def _forget(self, session: ClientSession) -> None:
         with self._sessions_lock:
             self._sessions.discard(session)
+            self._slot_free.notify_all()
         self.stats.add(clients_now=-1)
 
     # ------------------------------------------------------------------ scanouts
-    def subscribe(self, scanout_id: int, sub: Subscriber) -> None:
+    def _state(self, scanout_id: int) -> ScanoutState:
+        """Under _scanouts_lock. serve keeps a scanout only while someone watches it; the
+        real hosts keep the 16 they have for good (encoder and frame count included)."""
+        state = self._states.get(scanout_id)
+        if state is None:
+            state = ScanoutState(scanout_id, self.config.size)
+            if self.config.generation.scanouts == "enabled":  # ids above max_outputs never get frames
+                self._states[scanout_id] = state
+        return state
+
+    def subscribe(self, scanout_id: int, sub: Subscriber, *, visible: bool = True) -> None:
         with self._scanouts_lock:
             producer = self._scanouts.get(scanout_id)
             if producer is None or not producer.alive:
-                producer = ScanoutProducer(self, scanout_id)
+                producer = ScanoutProducer(self, self._state(scanout_id))
                 self._scanouts[scanout_id] = producer
-                producer.add(sub)
+                producer.add(sub, visible=visible)
                 producer.start()
                 return
-            producer.add(sub)
+            producer.add(sub, visible=visible)
 
     def unsubscribe(self, scanout_id: int, sub: Subscriber) -> None:
         with self._scanouts_lock:
@@ -221,6 +262,35 @@ class FrameServer:
     def scanout(self, scanout_id: int) -> ScanoutProducer | None:
         with self._scanouts_lock:
             return self._scanouts.get(scanout_id)
+
+    def enable(self, scanout_id: int, width: int, height: int) -> bool:
+        """ENABLE_SCANOUT, as QEMU does it: ids 1..max_outputs-1 only; the guest then draws
+        on it at that size (0x0: --size). Enabling an enabled scanout succeeds again."""
+        if not 0 < scanout_id < self.config.max_outputs:
+            return False
+        with self._scanouts_lock:
+            state = self._state(scanout_id)
+            state.enabled = True
+            if 0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION:
+                state.size = (width, height)
+        return True
+
+    def disable(self, scanout_id: int) -> None:
+        """DISABLE_SCANOUT: nothing is drawn there any more; encoder and subscribers stay."""
+        with self._scanouts_lock:
+            state = self._states.get(scanout_id)
+            if state is not None:
+                state.enabled = False
+
+    def enabled(self, scanout_id: int) -> bool:
+        with self._scanouts_lock:
+            state = self._states.get(scanout_id)
+            return state is not None and state.enabled
+
+    def frame_ready_entry(self) -> int:
+        with self._scanouts_lock:
+            self._entries += 1
+            return self._entries
 
 
 def _peer_name(conn: socket.socket, addr: object) -> str:
