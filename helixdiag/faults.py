@@ -54,17 +54,46 @@ FAULT_KINDS: dict[str, FaultKind] = {
 }
 
 
+# The drm-manager stand-in's faults (`drm-manager --fault`): each leaves the desktop without a
+# lease, so nothing is drawn on its scanout and a subscriber waits for frames in vain.
+MANAGER_FAULT_KINDS: dict[str, FaultKind] = {
+    k.name: k
+    for k in (
+        FaultKind("pool-empty", False, "stream-no-reply",
+                  "every scanout id is already leased: 'no scanouts available (all N in use)'",
+                  modes=("manager",)),
+        FaultKind("no-master", False, "stream-no-reply",
+                  "cannot become DRM master (another master holds the card): the manager exits",
+                  modes=("manager",)),
+        FaultKind("wrong-port", False, "stream-no-reply",
+                  "ENABLE_SCANOUT goes to a port nothing listens on (QEMU_ADDR points elsewhere)",
+                  modes=("manager",)),
+    )
+}
+
+
+def parse_manager_fault(text: str) -> Fault:
+    name = text.strip()
+    if name not in MANAGER_FAULT_KINDS:
+        raise UsageError(f"unknown drm-manager fault {text!r}; choose one of: {', '.join(MANAGER_FAULT_KINDS)}")
+    return Fault(name)
+
+
 @dataclass(frozen=True)
 class Fault:
     kind: str
     value: int | float | None = None
 
     @property
+    def spec(self) -> FaultKind:
+        return FAULT_KINDS.get(self.kind) or MANAGER_FAULT_KINDS[self.kind]
+
+    @property
     def expected_failure(self) -> str:
-        return FAULT_KINDS[self.kind].expected_failure
+        return self.spec.expected_failure
 
     def applies_to(self, mode: str) -> bool:
-        return mode in FAULT_KINDS[self.kind].modes
+        return mode in self.spec.modes
 
     def __str__(self) -> str:
         if self.value is None:
