@@ -5,15 +5,21 @@ running. Probes that talk HXFR take one lock, because some real hosts serve one 
 a time (PROTOCOL.md §10.2) and two probes must not trip over each other. A probe that
 raises becomes `error` with its message; a probe that overruns becomes `error` too, and the
 run goes on without it (its thread ends by itself: every wait in it is bounded).
+
+A progress display can follow a run (`watching`): while probes run, it is told at least every
+`WATCH_PERIOD` seconds which probes run, for how long each has and may, and how many are done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from helixdiag import failures, graph
 from helixdiag.config import RunConfig
@@ -27,6 +33,42 @@ from helixdiag.results import Outcome, ProbeResult, Status, blocked, skipped
 
 Progress = Callable[[ProbeResult], None]
 MAX_CONCURRENT_PROBES = 6
+WATCH_PERIOD = 0.25  # seconds between calls of a watcher while probes run
+
+
+@dataclass(frozen=True)
+class RunningProbe:
+    """A probe that runs now: how long it has run, and how long it may (its timeout, or what
+    was left of the run's deadline when it started, whichever is shorter), in seconds."""
+
+    id: str
+    elapsed: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a run waits on: the probes running (the longest-running first), how many of the
+    selected probes are settled, and how many there are."""
+
+    running: tuple[RunningProbe, ...]
+    done: int
+    total: int
+
+
+Watcher = Callable[[RunState], None]
+_watcher: contextvars.ContextVar[Watcher | None] = contextvars.ContextVar("run_watcher", default=None)
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Every run started in this context — also one a library function starts, such as the
+    self-test's — tells `watcher` what it waits on (from the thread that runs it)."""
+    token = _watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _watcher.reset(token)
 
 
 def select(names: list[str], run_all: bool) -> list[ProbeSpec]:
@@ -66,6 +108,7 @@ class Runner:
         self.ctx = ProbeContext(config, obs=observations or Observations(), explicit=self.explicit)
         self._talk_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_PROBES)
+        self._watcher: Watcher | None = None
 
     def probe_timeout(self, spec: ProbeSpec) -> float:
         if spec.timeout is not None:
@@ -74,12 +117,14 @@ class Runner:
         return self.config.timeout * (4 if spec.talks else 2) + 5.0
 
     def run(self) -> Report:
+        self._watcher = _watcher.get()
         started_wall = time.time()
         started = time.monotonic()
         deadline = started + self.config.deadline
         env_box: dict[str, object] = {}
         env_thread = threading.Thread(target=lambda: env_box.update(environment(self.config.side, self.ctx.obs.tool_versions())), daemon=True)
         env_thread.start()
+        self._tell_watcher({}, deadline)
         _ = self.ctx.topology  # discover once, before probes race for it
 
         pending = {p.id: p for p in self.probes}
@@ -96,8 +141,11 @@ class Runner:
                                                f"({', '.join(spec.needs)})"), 0.0)
                 pending.clear()
                 continue
+            self._tell_watcher(running, deadline)
             now = time.monotonic()
             wait_for = min(min(t0 + self.probe_timeout(s) for s, t0 in running.values()), deadline) - now
+            if self._watcher is not None:
+                wait_for = min(wait_for, WATCH_PERIOD)
             try:
                 done = [finished.get(timeout=max(wait_for, 0.01))]
                 while not finished.empty():
@@ -133,6 +181,15 @@ class Runner:
             diagnosis=diagnosis,
             topology=topo.describe(),
         )
+
+    def _tell_watcher(self, running: dict[str, tuple[ProbeSpec, float]], deadline: float) -> None:
+        if self._watcher is None:
+            return
+        now = time.monotonic()
+        probes = tuple(RunningProbe(spec.id, now - t0, min(self.probe_timeout(spec), deadline - t0))
+                       for spec, t0 in sorted(running.values(), key=lambda item: item[1]))
+        self._watcher(RunState(probes, sum(1 for p in self.probes if p.id in self.ctx.results),
+                               len(self.probes)))
 
     def _start_ready(self, pending: dict[str, ProbeSpec], selected_ids: set[str],
                      running: dict[str, tuple[ProbeSpec, float]], finished: queue.Queue) -> None:
