@@ -31,12 +31,3 @@ class UsageError(HelixdiagError):
 class ConfigError(HelixdiagError):
     """A bad profile, environment value or path given to the tool."""
 
-
-class DiagnosedFailure(HelixdiagError):
-    """A check ran and found a failure: exit 1, the failure id printed with it."""
-
-    exit_code = EXIT_FAILURE
-
-    def __init__(self, failure_id: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(f"{message} [{failure_id}]", hint=hint)
-        self.failure_id = failure_id

@@ -4,6 +4,10 @@ Commands never print directly: they ask the `Terminal` (set up from the global o
 wherever on the command line they were given) so that colour, verbosity and "JSON only on
 stdout" are decided in one place. `-q` keeps errors and the one verdict line (`verdict()`).
 
+Live displays (a progress bar, a spinner that says what is being waited on) are drawn only
+for a person at a terminal (`interactive`): never into a pipe or a file, never under `-q`,
+and they vanish when the work is done, so the output that stays is the same everywhere.
+
 `guard_output()` makes a reader that goes away (`helixdiag … | head -1`) a non-event: the
 rest of the output is discarded and the command ends with its own exit code.
 """
@@ -13,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn
+from rich.table import Column
 from rich.text import Text
 from rich.theme import Theme
 
@@ -120,6 +127,44 @@ class Terminal:
     @property
     def is_tty(self) -> bool:
         return self.human.is_terminal
+
+    @property
+    def interactive(self) -> bool:
+        """A person watches a terminal: live displays are drawn. Not into a pipe or a file
+        (FORCE_COLOR only colours those), not with TERM=dumb or TTY_INTERACTIVE=0, not under -q."""
+        console = self.human
+        try:
+            tty = console.file.isatty()
+        except (AttributeError, ValueError):  # no isatty, or already closed
+            tty = False
+        return tty and console.is_interactive and not self.quiet
+
+    def progress(self, *columns: str | ProgressColumn) -> Progress:
+        """A rich progress display with these columns, drawn only when `interactive` (else it
+        takes the same calls and shows nothing), and erased when it stops. Use it as a context
+        manager: the work inside runs the same either way."""
+        return Progress(*columns, console=self.human, transient=True, disable=not self.interactive,
+                        redirect_stdout=False, redirect_stderr=False, expand=True)
+
+    @contextlib.contextmanager
+    def busy(self, text: str) -> Iterator[Callable[[str], None]]:
+        """A spinner with `text` while the body runs (only when `interactive`); yields a
+        function that changes the text."""
+        with self.progress(SpinnerColumn(), text_column()) as display:
+            task = display.add_task(text, total=None)
+            yield lambda new: display.update(task, description=new)
+
+
+def text_column(template: str = "{task.description}") -> TextColumn:
+    """A progress display's text (plain, never markup): it takes the width the other columns
+    leave and stays on one line, cut with an ellipsis on a narrow terminal."""
+    return TextColumn(template, markup=False,
+                      table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"))
+
+
+def count(n: int, noun: str) -> str:
+    """`1 client`, `2 clients`, `0 changes` (nouns with a plain plural `s`)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def hanging(label: str, text: str | Text, *, style: str = "hint", text_style: str = "") -> Hanging:
