@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import click
-from rich.markup import escape
 
 from helixdiag import fix, runner
-from helixdiag.cli.cmd_run import CONFIG_KEYS, run_options
-from helixdiag.cli.words import count
+from helixdiag.cli import progress
+from helixdiag.cli.options import CONFIG_KEYS, run_options
+from helixdiag.cli.reporting import finish
 from helixdiag.config import resolve
 from helixdiag.errors import UsageError
 from helixdiag.probes import REGISTRY, load
-from helixdiag.report import text
+from helixdiag.report import fix_text, text
 
 
 @click.command("fix")
@@ -39,57 +40,47 @@ def command(app, do_apply, yes, stand_in, undo, **flags) -> None:
     if undo:
         if do_apply or stand_in:
             raise UsageError("--undo stops what earlier repairs started; use it without --apply/--stand-in")
-        _undo(t)
+        results = fix.undo()
+        finish(app, 0 if all(ok for ok, _ in results) else 1, show=partial(fix_text.undone, t, results))
         return
     cfg = resolve({k: flags.get(k) for k in CONFIG_KEYS})
-    work = runner.Runner(cfg, runner.select([], True))
-    report = work.run()
+    with progress.probing(t):
+        work = runner.Runner(cfg, runner.select([], True))
+        report = work.run()
     text.render(t, report)
     actions = fix.plan(report, work.ctx)
     if not actions:
-        t.print("[pass]nothing to fix[/pass]")
+        fix_text.nothing_to_fix(t)
         return
-    _show_plan(t, actions, stand_in)
+    carried_out = [_runs(a, stand_in) for a in actions]
+    fix_text.plan(t, actions, carried_out)
     if not do_apply:
-        _dry_run_note(t, actions, stand_in)
-        raise click.exceptions.Exit(report.exit_code)
+        opt_in = any(a.automatic and not runs for a, runs in zip(actions, carried_out, strict=True))
+        finish(app, report.exit_code, show=partial(fix_text.dry_run, t, sum(carried_out), opt_in, stand_in))
+        return
     if not yes and not sys.stdin.isatty():
         raise UsageError("fix --apply asks before each action; without a terminal pass --yes")
+    before = {p.id: str(p.status) for p in report.probes}
     results = []
-    for action in actions:
-        if not _runs(action, stand_in):
-            continue
+    for action in (a for a, runs in zip(actions, carried_out, strict=True) if runs):
         if not yes and not click.confirm(f"{action.title}? ({action.risk})", default=False):
             results.append(fix.ActionResult(action, False, "skipped at the prompt"))
             continue
         try:
-            detail = action.execute()  # type: ignore[misc]
-            result = fix.ActionResult(action, True, detail)
+            result = fix.ActionResult(action, True, action.execute())  # type: ignore[misc]
         except fix.Refused as exc:
             result = fix.ActionResult(action, False, f"refused: {exc}")
-        result.recheck = _recheck(cfg, action.recheck)
+        result.recheck = _recheck(t, cfg, action.recheck)
         results.append(result)
-        style = "pass" if result.done else "warn"
-        t.print(f"[{style}]{'done' if result.done else 'not done'}[/{style}] {escape(result.detail)}", soft_wrap=True)
-        for probe_id, status in result.recheck.items():
-            before = next((str(p.status) for p in report.probes if p.id == probe_id), "—")
-            expected = action.expected(probe_id, status)
-            if expected:  # the action's known consequence, not a regression: no failure colour
-                t.print(f"    {probe_id}: {before} → {status} [muted]({escape(expected)})[/muted]")
-            else:
-                t.print(f"    {probe_id}: {before} → [{status}]{status}[/{status}]")
+        fix_text.action_result(t, result, before)
     if not any(r.done for r in results):
-        t.print("nothing was changed: the diagnosis above stands")
-        raise click.exceptions.Exit(report.exit_code)
-    final = runner.Runner(cfg, runner.select([], True)).run()
-    t.print()
-    t.print("[bold]after the repairs:[/bold]")
-    text.render(t, final)
-    for note in sorted({n for r in results if r.done for p in final.probes
-                        if (n := r.action.expected(p.id, str(p.status)))}):
-        t.print(f"[muted]{escape(note)}[/muted]")
-    if final.exit_code:
-        raise click.exceptions.Exit(final.exit_code)
+        finish(app, report.exit_code, show=partial(fix_text.nothing_changed, t))
+        return
+    with progress.probing(t, "after the repairs"):
+        final = runner.Runner(cfg, runner.select([], True)).run()
+    notes = sorted({n for r in results if r.done for p in final.probes
+                    if (n := r.action.expected(p.id, str(p.status)))})
+    finish(app, final.exit_code, show=partial(fix_text.after_repairs, t, final, notes))
 
 
 def _runs(action: fix.Action, stand_in: bool) -> bool:
@@ -97,48 +88,12 @@ def _runs(action: fix.Action, stand_in: bool) -> bool:
     return action.automatic and (stand_in or not action.opt_in)
 
 
-def _dry_run_note(t, actions: list[fix.Action], stand_in: bool) -> None:
-    n = sum(1 for a in actions if _runs(a, stand_in))
-    opt_in = any(a.automatic and not _runs(a, stand_in) for a in actions)
-    apply = "helixdiag fix --apply" + (" --stand-in" if stand_in else "")
-    if n:
-        t.print(f"[muted]dry run: `{apply}` carries out {count(n, 'automatic action')}; "
-                "the manual steps are yours[/muted]")
-    else:
-        t.print("[muted]nothing can be done automatically here: carry out the manual steps above by hand"
-                + ("; `helixdiag fix --apply --stand-in` would start a stand-in host" if opt_in else "")
-                + "[/muted]")
-
-
-def _undo(t) -> None:
-    results = fix.undo()
-    if not results:
-        t.print(f"nothing to undo: no process started by helixdiag is recorded in {escape(str(fix.state_file()))}",
-                soft_wrap=True)
-        return
-    for ok, detail in results:
-        style = "pass" if ok else "fail"
-        t.print(f"[{style}]{'ok' if ok else 'failed'}[/{style}] {escape(detail)}", soft_wrap=True)
-    if not all(ok for ok, _ in results):
-        raise click.exceptions.Exit(1)
-
-
-def _recheck(cfg, probe_ids: tuple[str, ...]) -> dict[str, str]:
+def _recheck(t, cfg, probe_ids: tuple[str, ...]) -> dict[str, str]:
+    """The probes an action affects, run again: probe id → status."""
     load()
     specs = [REGISTRY[p] for p in probe_ids if p in REGISTRY]
     if not specs:
         return {}
-    report = runner.Runner(cfg, specs).run()
+    with progress.probing(t, "re-checking"):
+        report = runner.Runner(cfg, specs).run()
     return {p.id: str(p.status) for p in report.probes}
-
-
-def _show_plan(t, actions: list[fix.Action], stand_in: bool) -> None:
-    t.print("[bold]repair plan[/bold]")
-    for i, a in enumerate(actions, 1):
-        if not a.automatic:
-            label = a.risk  # "manual"
-        else:
-            label = f"{a.risk}, " + ("auto" if _runs(a, stand_in) else "opt-in: --stand-in")
-        t.print(f"{i:2}. [id]{a.failure_id}[/id] {escape(a.title)} [muted]({label})[/muted]", soft_wrap=True)
-        prefix = "$ " if a.automatic else ""
-        t.print(f"    [muted]{prefix}{escape(a.command)}[/muted]", soft_wrap=True)

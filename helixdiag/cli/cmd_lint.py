@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from contextlib import nullcontext
+from functools import partial
 
 import click
-from rich.markup import escape
 
-from helixdiag.cli.options import write_json
+from helixdiag.cli.options import IntRange, output_file
+from helixdiag.cli.reporting import finish
 from helixdiag.errors import EXIT_FAILURE, EXIT_USAGE
-from helixdiag.pipeline import LintResult, PipelineSyntaxError, lint
+from helixdiag.pipeline import PipelineSyntaxError, lint
+from helixdiag.report import lint_text
 
 
 def _ipv4_host(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -31,13 +33,14 @@ def _ipv4_host(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.argument("pipeline", metavar="PIPELINE")
 @click.option("--host", metavar="ADDR", callback=_ipv4_host,
               help="The address the guest must dial; compared with vsockenc's tcp-host only when given.")
-@click.option("--port", type=click.IntRange(1, 65535), metavar="N",
+@click.option("--port", type=IntRange(1, 65535), metavar="N",
               help="The port the host listens on; compared with vsockenc's tcp-port (default 15937) "
                    "only when given.")
 @click.option("--check", is_flag=True,
               help="Also ask the local GStreamer (gst-inspect-1.0, with timeouts) whether each element "
                    "and property exists.")
-@click.option("--json", "json_dest", metavar="PATH|-", help="Write the result as JSON ('-' = stdout only).")
+@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
+              help="Write the result as JSON ('-' = stdout only).")
 @click.pass_obj
 def command(app, pipeline: str, host: str | None, port: int | None, check: bool, json_dest: str | None) -> None:
     """Check a GStreamer pipeline string against the rules Helix learned the hard way.
@@ -62,58 +65,14 @@ def command(app, pipeline: str, host: str | None, port: int | None, check: bool,
         term.reserve_stdout()
     text = sys.stdin.read() if pipeline == "-" else pipeline
     try:
-        result = lint(text, host=host, port=port, check=check)
+        # --check runs gst-inspect-1.0 once per element: seconds, worth a spinner.
+        with term.busy("asking the local GStreamer about each element…") if check else nullcontext():
+            result = lint(text, host=host, port=port, check=check)
     except PipelineSyntaxError as exc:
-        if json_dest:
-            write_json(app, json_dest, {"schema": "helixdiag.lint/v1", "status": "error", "pipeline": text,
-                                        "error": exc.message, "position": exc.position})
-        term.error(exc.message)
-        raise click.exceptions.Exit(EXIT_USAGE) from None
-    if json_dest:
-        write_json(app, json_dest, result.to_dict())
-    render(app, result)
-    if result.status == "fail":
-        raise click.exceptions.Exit(EXIT_FAILURE)
-
-
-def where(evidence: dict, *, command_line: bool = False, indent: str = "  ") -> str | None:
-    """The element a finding points at and the rule it breaks, with where that rule comes from:
-
-        element #1 caps, character 56: video/x-raw,format=BGRx,framerate=30/1
-          rule: no fixed framerate in the caps of … (source: docs/failures/gst-pipeline-order.md)
-    """
-    if "element" not in evidence:
-        return None
-    what = evidence.get("factory") or "caps"
-    if evidence.get("element_name"):
-        what += f" {evidence['element_name']!r}"
-    position = evidence.get("position", -1)
-    at = f", character {position + 1}" if position >= 0 and not command_line else ""
-    lines = [f"element #{evidence.get('element_index')} {what}{at}: {evidence['element']}"]
-    if evidence.get("source"):
-        lines.append(f"{indent}rule: {evidence.get('rule_statement') or evidence.get('rule')} "
-                     f"(source: {evidence['source']})")
-    return "\n".join(lines)
-
-
-def render(app, result: LintResult) -> None:
-    term = app.terminal
-    for finding in result.findings:
-        ev = finding.evidence
-        term.finding(finding, where=where(ev, command_line=result.command_line))
-        term.detail(f"  [muted]evidence: {escape(json.dumps(ev, default=str))}[/muted]", soft_wrap=True)
-    for note in result.notes:
-        term.print(f"[muted]note:[/muted] {escape(note)}")
-    if result.corrected is not None:
-        term.print("[hint]corrected pipeline:[/hint]")
-        # Raw and unwrapped, so it can be copied as it is.
-        term.print(result.corrected, markup=False, soft_wrap=True, highlight=False)
-    fails = sum(1 for f in result.findings if f.severity == "fail")
-    warns = len(result.findings) - fails
-    if result.status == "pass":
-        term.print("[pass]PASS[/pass] no rule is broken")
-    else:
-        style = "fail" if fails else "warn"
-        term.print(f"[{style}]{result.status.upper()}[/{style}] {fails} failure{'s' if fails != 1 else ''}, "
-                   f"{warns} warning{'s' if warns != 1 else ''}"
-                   + ("" if result.corrected is not None else " (no mechanical fix)"))
+        error = {"schema": "helixdiag.lint/v1", "status": "error", "pipeline": text,
+                 "error": exc.message, "position": exc.position}
+        finish(app, EXIT_USAGE, show=partial(term.error, exc.message), json_dest=json_dest,
+               document=lambda: error)
+        return
+    finish(app, EXIT_FAILURE if result.status == "fail" else 0, show=partial(lint_text.render, term, result),
+           json_dest=json_dest, document=result.to_dict)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import os
+from functools import partial
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from helixdiag import net
-from helixdiag.cli.options import PIXEL_FORMAT, SIZE, FloatRange, IntRange, output_file, write_json
+from helixdiag.cli import progress
+from helixdiag.cli.counting import FrameCount
+from helixdiag.cli.options import PIXEL_FORMAT, SIZE, FloatRange, IntRange, output_file
+from helixdiag.cli.reporting import finish
 from helixdiag.client import ExchangeOptions, ExchangeResult, exchange
 from helixdiag.errors import EXIT_FAILURE, ConfigError
+from helixdiag.frames import SyntheticSource
+from helixdiag.report import send_text
 
 
 @click.command("send")
@@ -54,6 +57,8 @@ def command(app, to, mode, frames, duration, size, fmt, fps, keyframe_interval, 
     if json_dest == "-":
         term.reserve_stdout()
     endpoint = net.parse_endpoint(to)
+    frames = None if duration else frames
+    count = FrameCount()
     with contextlib.ExitStack() as stack:
         save_to = None
         if save:
@@ -62,66 +67,27 @@ def command(app, to, mode, frames, duration, size, fmt, fps, keyframe_interval, 
             except OSError as exc:
                 raise ConfigError(f"cannot write {save}: {exc.strerror or exc}") from None
         opts = ExchangeOptions(
-            endpoint=endpoint, mode=mode, frames=None if duration else frames, duration=duration,
-            size=size, format=fmt, fps=fps, keyframe_interval=keyframe_interval, timeout=timeout,
-            connect_timeout=timeout, scanout_id=scanout_id, decode=not no_decode, save_to=save_to,
+            endpoint=endpoint, mode=mode, frames=frames, duration=duration, size=size, format=fmt, fps=fps,
+            keyframe_interval=keyframe_interval, timeout=timeout, connect_timeout=timeout,
+            scanout_id=scanout_id, decode=not no_decode,
+            source=count.source(SyntheticSource(*size, fmt)), save_to=count.sink(save_to),
         )
         term.print(f"sending to {endpoint} ({mode} mode) …")
         try:
-            result = exchange(opts)
-        except net.NetError as exc:
-            result = ExchangeResult(str(endpoint), mode)
-            result.add("stream-connect-failed", str(exc), kind=exc.kind, errno=exc.errno)
-    if json_dest:
-        write_json(app, json_dest, result.to_dict())
-    render(app, result)
-    if save:
-        _saved(app, save, result)
-    _verdict(app, result)
-    if result.status == "fail":
-        raise click.exceptions.Exit(EXIT_FAILURE)
+            with progress.sending(term, count, mode=mode, frames=frames, duration=duration):
+                result = _exchange(opts)
+        except KeyboardInterrupt:
+            send_text.interrupted(term, count.sent, count.received, count.h264_bytes, count.elapsed)
+            raise
+    finish(app, EXIT_FAILURE if result.status == "fail" else 0, json_dest=json_dest, document=result.to_dict,
+           show=partial(send_text.render, term, result, saved_to=save))
 
 
-def render(app, result: ExchangeResult) -> None:
-    term = app.terminal
-    d = result.to_dict()
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="muted")
-    table.add_column()
-    f = d["frames"]
-    table.add_row("frames", f"{f['sent']} sent · {f['received']} received · {f['decoded']} decoded · "
-                            f"{f['keyframes']} keyframes")
-    table.add_row("rate", f"{d['fps']:.1f} frames/s over {d['elapsed_s']:.2f} s")
-    if d["latency_ms"]:
-        lat = d["latency_ms"]
-        label = "inter-arrival" if result.mode == "scanout" else "latency"
-        table.add_row(label, f"p50 {lat['p50']:.1f} ms · p95 {lat['p95']:.1f} ms · p99 {lat['p99']:.1f} ms")
-    if f["received"]:
-        table.add_row("size", f"{d['bytes_per_frame'] / 1000:.1f} kB/frame · {d['bitrate_bps'] / 1e6:.2f} Mbit/s")
-    if d["h264"]["profile"]:
-        table.add_row("h264", f"{d['h264']['profile']} {d['h264']['size']}")
-    if d["psnr_db"]:
-        table.add_row("picture", f"PSNR min {d['psnr_db']['min']} dB · mean {d['psnr_db']['mean']} dB")
-    term.print(table)
-    for finding in result.findings.values():
-        term.finding(finding)
-
-
-def _saved(app, path: str, result: ExchangeResult) -> None:
-    """Where --save wrote, and how much."""
-    size = os.path.getsize(path) if os.path.isfile(path) else 0
-    frames = result.to_dict()["frames"]["received"]
-    app.terminal.print(f"saved {size} bytes of H.264 (Annex-B, {frames} frame{'s' if frames != 1 else ''}) "
-                       f"to {escape(os.path.abspath(path))}", soft_wrap=True)
-
-
-def _verdict(app, result: ExchangeResult) -> None:
-    """The last line, the one -q keeps."""
-    status = result.status
-    if status == "pass":
-        app.terminal.verdict("[pass]PASS[/pass] every reply valid, decoded and matching what was sent")
-        return
-    ids = ", ".join(f"[id]{fid}[/id]" for fid, f in result.findings.items() if f.severity == status)
-    f = result.to_dict()["frames"]
-    app.terminal.verdict(f"[{status}]{status.upper()}[/{status}] {ids} · {f['sent']} sent · "
-                         f"{f['received']} received")
+def _exchange(opts: ExchangeOptions) -> ExchangeResult:
+    """The exchange; a connection that cannot be made is its finding too."""
+    try:
+        return exchange(opts)
+    except net.NetError as exc:
+        result = ExchangeResult(str(opts.endpoint), opts.mode)
+        result.add("stream-connect-failed", str(exc), kind=exc.kind, errno=exc.errno)
+        return result

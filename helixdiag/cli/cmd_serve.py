@@ -12,11 +12,12 @@ import click
 from rich.markup import escape
 
 from helixdiag import net
-from helixdiag.cli.options import SIZE, write_json
-from helixdiag.cli.words import count
+from helixdiag.cli.options import SIZE, FloatRange, IntRange, output_file
+from helixdiag.cli.reporting import write_json
 from helixdiag.faults import FAULT_KINDS, parse_fault
 from helixdiag.protocol import DEFAULT_MAX_PAYLOAD
 from helixdiag.server import FrameServer, ServerConfig
+from helixdiag.terminal import count
 
 FAULT_HELP = "; ".join(f"{k.name}{'=N' if k.takes_value else ''}: {k.description}" for k in FAULT_KINDS.values())
 
@@ -28,20 +29,20 @@ FAULT_HELP = "; ".join(f"{k.name}{'=N' if k.takes_value else ''}: {k.description
               help="Listen on a Unix socket (repeatable). Only an absent path or a stale socket is taken.")
 @click.option("--encoder", type=click.Choice(["auto", "x264", "videotoolbox"]), default="auto",
               show_default=True, help="auto = VideoToolbox on macOS when it opens, else libx264.")
-@click.option("--bitrate", type=click.IntRange(10_000, 500_000_000), default=8_000_000, show_default=True,
+@click.option("--bitrate", type=IntRange(10_000, 500_000_000), default=8_000_000, show_default=True,
               help="Bits per second (CONFIG_REQ changes it at run time).")
-@click.option("--gop", type=click.IntRange(1, 100_000), default=120, show_default=True, help="Keyframe interval.")
-@click.option("--fps", type=click.IntRange(1, 240), default=60, show_default=True, help="Scanout push rate.")
+@click.option("--gop", type=IntRange(1, 100_000), default=120, show_default=True, help="Keyframe interval.")
+@click.option("--fps", type=IntRange(1, 240), default=60, show_default=True, help="Scanout push rate.")
 @click.option("--size", type=SIZE, default="1920x1080", show_default=True, help="Scanout desktop size.")
-@click.option("--max-clients", type=click.IntRange(1, 1024), default=16, show_default=True)
-@click.option("--idle-timeout", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True,
+@click.option("--max-clients", type=IntRange(1, 1024), default=16, show_default=True)
+@click.option("--idle-timeout", type=FloatRange(0.1, 86400), default=30.0, show_default=True,
               help="Seconds a non-subscribed client may stay silent, or take to send one message, "
                    "before it is dropped.")
-@click.option("--max-payload", type=click.IntRange(1, 2**32 - 1), default=DEFAULT_MAX_PAYLOAD,
+@click.option("--max-payload", type=IntRange(1, 2**32 - 1), default=DEFAULT_MAX_PAYLOAD,
               show_default=True, help="Largest pixel payload accepted (the real host: 64 MiB).")
 @click.option("--fault", metavar="FAULT", help=f"Rehearse a known host bug: {FAULT_HELP}.")
-@click.option("--duration", type=click.FloatRange(0.1, None), help="Stop after this many seconds.")
-@click.option("--stats-json", metavar="PATH", help="Write the final counters as JSON here on exit.")
+@click.option("--duration", type=FloatRange(0.1, None), help="Stop after this many seconds.")
+@click.option("--stats-json", metavar="PATH", callback=output_file, help="Write the final counters as JSON here on exit.")
 @click.pass_obj
 def command(app, tcp, unix, encoder, bitrate, gop, fps, size, max_clients, idle_timeout,
             max_payload, fault, duration, stats_json) -> None:
@@ -146,7 +147,7 @@ class StatusLine:
             self._text = ""
 
     def _draw(self) -> None:
-        self._drawn = bool(self._text) and self.term.is_tty and not self.term.quiet and self._foreground()
+        self._drawn = bool(self._text) and self.term.interactive and self._foreground()
         if self._drawn:
             self.console.print(self._text, end="", no_wrap=True, overflow="ellipsis", crop=True)
 

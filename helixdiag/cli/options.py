@@ -1,17 +1,17 @@
-"""Option parsing shared by several commands: numbers in a range (said in plain words),
-sizes, formats, and output files — checked when the options are parsed, before any work,
-and written by one function."""
+"""Option parsing shared by several commands: `run`'s options (also `fix`'s and `watch`'s),
+numbers in a range (said in plain words), sizes, formats, and output files — checked when the
+options are parsed, before any work (`reporting` writes them)."""
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from helixdiag.config import parse_size
+from helixdiag.config import OPTIONS, parse_size
 from helixdiag.protocol import FORMAT_NAMES, PixelFormat
 
 
@@ -115,22 +115,27 @@ def output_file(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
-def write_file(path: str, content: str | bytes) -> int:
-    """Write an output file; returns the bytes written. A failure is one line, exit 2."""
-    data = content.encode() if isinstance(content, str) else content
-    try:
-        Path(path).expanduser().write_bytes(data)
-    except OSError as exc:
-        from helixdiag.errors import ConfigError
 
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return len(data)
+def run_options(func):
+    """`run`'s options, built from their one declaration (config.RunConfig), shared by `run`,
+    `fix` and `watch`; each can also come from HELIXDIAG_<NAME> or a profile."""
+    options = [_click_option(name, f.metadata) for name, f in OPTIONS.items()]
+    options.insert(-4, click.option("--profile", metavar="NAME|FILE",
+                                    help="A profile from checks/ (e.g. macos-host, ci-smoke) or a TOML file."))
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
-def write_json(app, destination: str, document: Any) -> None:
-    """`-` → stdout (and nothing else there), else a file."""
-    text = json.dumps(document, indent=2, default=str)
-    if destination == "-":
-        app.terminal.write_machine(text)
-        return
-    write_file(destination, text + "\n")
+def _click_option(name: str, meta: dict) -> Callable:
+    kind, flag = meta["kind"], f"--{name.replace('_', '-')}"
+    if meta["choices"]:
+        return click.option(flag, type=click.Choice(meta["choices"]), help=meta["help"])
+    if kind is int:
+        return click.option(flag, type=IntRange(meta["low"], meta["high"]), help=meta["help"])
+    if kind is float:
+        return click.option(flag, type=FloatRange(meta["low"], meta["high"]), help=meta["help"])
+    return click.option(flag, type=SIZE if kind == "size" else None, metavar=meta["metavar"], help=meta["help"])
+
+
+CONFIG_KEYS = (*OPTIONS, "profile")  # what `run_options` hands to config.resolve

@@ -1,4 +1,5 @@
-"""JUnit XML: one testcase per probe, so CI systems show the broken hop by name."""
+"""JUnit XML: one testcase per probe, so CI systems show the broken hop by name (and one per
+scenario for `selftest --break all`)."""
 
 from __future__ import annotations
 
@@ -45,5 +46,21 @@ def render(report: Report) -> str:
             out = ET.SubElement(case, "system-out")
             prefix = f"[{p['failure_id']}] warning: " if p["status"] == Status.WARN else ""
             out.text = f"{prefix}{p['summary']}\n{evidence}"
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def render_scenarios(rows: list[tuple[str, str, bool | None, int]]) -> str:
+    """`selftest --break all --junit`: one testcase per scenario. rows: (label, diagnosed, ok,
+    ms); ok None = not run here (skipped)."""
+    suite = ET.Element("testsuite", {"name": "helixdiag-selftest", "tests": str(len(rows)),
+                                     "failures": str(sum(1 for r in rows if not r[2]))})
+    for label, got, ok, ms in rows:
+        case = ET.SubElement(suite, "testcase", {"classname": "helixdiag.selftest", "name": label,
+                                                 "time": f"{ms / 1000:.3f}"})
+        if ok is None:
+            ET.SubElement(case, "skipped", {"message": got})
+        elif not ok:
+            ET.SubElement(case, "failure", {"message": f"broke {label}, diagnosed {got}"})
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
