@@ -70,6 +70,11 @@ def test_quiet_and_no_color_work_after_the_subcommand():
 
 # ════════════════════════════════════════════════ 2. -q: errors and the final verdict
 
+NV12_PIPELINE = ("pipewiresrc path=47 ! videoconvert ! video/x-raw,format=NV12 ! queue max-size-buffers=1 "
+                 "leaky=downstream ! vsockenc tcp-host=10.0.2.2 tcp-port=15937 ! h264parse config-interval=-1 ! "
+                 "video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=videosink sync=false")
+FRAMERATE_PIPELINE = NV12_PIPELINE.replace("format=NV12 !", "format=NV12,framerate=30/1 !")
+
 
 @pytest.mark.parametrize(("args", "code", "verdict"), [
     (("run", "unix-socket", "--socket", MISSING), 1, r"^FAIL · root cause socket-missing · "),
@@ -77,6 +82,8 @@ def test_quiet_and_no_color_work_after_the_subcommand():
     (("selftest", "--break", "socket-missing"), 0,
      r"^selftest: broke socket-missing, diagnosed socket-missing → MATCH$"),
     (("logs", str(LOGS / "gst_no_reply.log")), 1, r"^FAIL vsockenc-no-reply in 1 file$"),
+    (("lint", FRAMERATE_PIPELINE), 1, r"^FAIL 1 failure, 0 warnings$"),
+    (("lint", NV12_PIPELINE), 0, r"^PASS no rule is broken$"),
 ])
 def test_quiet_prints_only_the_verdict_line(args, code, verdict):
     for quiet_args in (("-q", *args), (*args, "-q")):
@@ -85,6 +92,15 @@ def test_quiet_prints_only_the_verdict_line(args, code, verdict):
         out = lines_of(proc.stdout)
         assert len(out) == 1 and re.search(verdict, out[0]), proc.stdout
         assert proc.stderr == ""
+
+
+def test_quiet_watch_keeps_its_summary():
+    proc = run_cli("watch", "--socket", MISSING, "--rounds", "1", "--interval", "0.5", "-q", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = lines_of(proc.stdout)
+    assert re.fullmatch(r"watched \d+ s, 1 round, 0 changes", out[0]), proc.stdout
+    assert "  unix-socket: now fail (socket-missing), failing for 0 s in total" in out, proc.stdout
+    assert all(re.fullmatch(r"  [\w-]+: now \w+.*, failing for \d+ s in total", line) for line in out[1:]), out
 
 
 def test_quiet_still_shows_errors():
@@ -202,6 +218,12 @@ def test_usage_errors_are_one_line_in_one_style(args, expected):
     (("run", "--frames", "0"), "expected a whole number from 1 to 10000"),
     (("send", "--timeout", "soon"), "'soon' is not a number; expected a number from 0.05 to 600"),
     (("send", "--duration", "-1"), "expected a number of at least 0.1"),
+    (("lint", "--port", "0", NV12_PIPELINE), "0 is out of range; expected a whole number from 1 to 65535"),
+    (("serve", "--bitrate", "fast"), "'fast' is not a whole number; expected a whole number from 10000 to 500000000"),
+    (("serve", "--idle-timeout", "0"), "0 is out of range; expected a number from 0.1 to 86400"),
+    (("serve", "--max-clients", "0"), "0 is out of range; expected a whole number from 1 to 1024"),
+    (("watch", "--interval", "0.1"), "0.1 is out of range; expected a number from 0.5 to 3600"),
+    (("watch", "--rounds", "0"), "0 is out of range; expected a whole number of at least 1"),
 ])
 def test_number_errors_say_what_is_expected(args, expected):
     proc = run_cli(*args)
@@ -269,6 +291,18 @@ def test_run_output_paths_are_checked_before_the_run(option, tmp_path):
         assert proc.returncode == 2, proc.stdout
         assert dialled == 0 and proc.stdout == ""  # nothing ran
         assert len(lines_of(proc.stderr)) == 1 and words in proc.stderr and option in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (("lint", NV12_PIPELINE, "--json"), "--json"),
+    (("watch", "--socket", MISSING, "--rounds", "1", "--jsonl"), "--jsonl"),
+    (("serve", "--tcp", "127.0.0.1:0", "--duration", "1", "--stats-json"), "--stats-json"),
+])
+def test_lint_watch_and_serve_check_their_output_paths_first(args, option, tmp_path):
+    for path, words in ((tmp_path / "no-such-dir" / "out.json", "does not exist"), (tmp_path, "is a directory")):
+        proc = run_cli(*args, str(path), timeout=30)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stdout  # nothing ran, nothing listened
+        assert len(lines_of(proc.stderr)) == 1 and words in proc.stderr and option in proc.stderr, proc.stderr
 
 
 def test_selftest_checks_its_output_paths_before_starting_the_stack(tmp_path):
@@ -448,6 +482,25 @@ def test_remote_install_hint_is_a_runnable_recipe(tmp_path):
                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
                              env={**os.environ, "PYTHONPATH": str(target)})
     assert version.stdout.startswith(str(target))  # the wheel's copy ran, not the checkout
+
+
+# ════════════════════════════════════════════════ a thin command line
+
+
+def test_no_command_imports_another_commands_module():
+    """What several commands share lives in a shared module (cli/options.py, cli/reporting.py,
+    …), never in one of the commands."""
+    import ast
+
+    commands = sorted((REPO / "helixdiag" / "cli").glob("cmd_*.py"))
+    assert len(commands) >= 10
+    for path in commands:
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {f"helixdiag.cli.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                     and node.module == "helixdiag.cli" for a in node.names}
+        others = {m for m in imported if m.startswith("helixdiag.cli.cmd_")}
+        assert not others, f"{path.name} imports {others}"
 
 
 # ════════════════════════════════════════════════ no traceback, even from a broken install

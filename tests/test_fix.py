@@ -107,6 +107,17 @@ def test_plan_wording(state_home):
     assert "carries out 1 automatic action" in res.stdout and "action(s)" not in res.stdout, res.stdout
 
 
+def test_quiet_keeps_the_diagnosis_and_the_plans_last_word(state_home):
+    stack, _ = selftest.build("socket-stale")
+    with stack:
+        res = fix_cli(stack, "-q", env=state_home)
+    assert res.returncode == 1 and res.stderr == "", res.stderr
+    lines = [line.strip() for line in res.stdout.splitlines() if line.strip()]
+    assert lines[0].startswith("FAIL · root cause socket-stale · "), lines
+    assert " ".join(lines[1:]) == ("dry run: `helixdiag fix --apply` carries out 1 automatic action; "
+                                   "the manual steps are yours"), lines
+
+
 def test_nothing_automatic_says_what_to_do_by_hand(state_home):
     stack, _ = selftest.build("socket-not-a-socket")
     with stack:
