@@ -8,13 +8,13 @@ from functools import partial
 import click
 
 from helixdiag import fix, runner
-from helixdiag.cli import progress
+from helixdiag.cli import fix_text, progress
 from helixdiag.cli.options import CONFIG_KEYS, run_options
 from helixdiag.cli.reporting import finish
 from helixdiag.config import resolve
 from helixdiag.errors import UsageError
 from helixdiag.probes import REGISTRY, load
-from helixdiag.report import fix_text, text
+from helixdiag.report import text
 
 
 @click.command("fix")

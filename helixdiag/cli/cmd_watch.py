@@ -10,10 +10,10 @@ import time
 import click
 from rich.live import Live
 
+from helixdiag.cli import watch_view
 from helixdiag.cli.options import CONFIG_KEYS, FloatRange, IntRange, output_file, run_options
 from helixdiag.config import resolve
 from helixdiag.errors import ConfigError
-from helixdiag.report import watch_view
 from helixdiag.watch import Watcher
 
 

@@ -1,5 +1,6 @@
 """The terminal view of `fix`: the repair plan, what each action did with the probes it
-re-ran (before → after), and the final word (the one -q keeps); `fix --undo`'s results."""
+re-ran (before → after), and the final word (the one -q keeps); `fix --undo`'s results.
+It lives in cli/, not report/, because it reads `fix`'s types and report/ sits below fix."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The terminal view of `watch`: the live view (one line per layer and per stream, then the
 latest changes, fitted to the terminal), one line per change when there is no terminal, and
-the summary at the end (what -q keeps)."""
+the summary at the end (what -q keeps). It lives in cli/, not report/, because it reads
+`watch`'s state and report/ sits below watch."""
 
 from __future__ import annotations
 
