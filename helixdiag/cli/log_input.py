@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import io
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -27,13 +28,13 @@ def source_name(name: str) -> str:
 
 
 def size_of(name: str) -> int | None:
-    """The bytes there are to read (None for stdin, or when it cannot be told)."""
-    if name == STDIN:
-        return None
+    """The bytes there are to read: a file's size (also when stdin is one); None for a pipe,
+    or when it cannot be told."""
     try:
-        return os.stat(name).st_size
-    except OSError:
+        st = os.fstat(sys.stdin.fileno()) if name == STDIN else os.stat(name)
+    except (OSError, ValueError, AttributeError):  # no such file; stdin closed or replaced
         return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def scan(name: str, kind: str, read: Callable[[int], None]) -> logscan.LogSummary:
