@@ -77,7 +77,7 @@ def command(app, to, mode, frames, duration, size, fmt, fps, keyframe_interval, 
             with progress.sending(term, count, mode=mode, frames=frames, duration=duration):
                 result = _exchange(opts)
         except KeyboardInterrupt:
-            send_text.interrupted(term, count.sent, count.received, count.h264_bytes, count.elapsed)
+            send_text.interrupted(term, mode, count.sent, count.received, count.h264_bytes, count.elapsed)
             raise
     finish(app, EXIT_FAILURE if result.status == "fail" else 0, json_dest=json_dest, document=result.to_dict,
            show=partial(send_text.render, term, result, saved_to=save))

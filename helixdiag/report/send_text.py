@@ -40,12 +40,12 @@ def render(terminal, result: ExchangeResult, *, saved_to: str | None = None) -> 
     _verdict(t, result)
 
 
-def interrupted(terminal, sent: int, received: int, h264_bytes: int, elapsed: float) -> None:
+def interrupted(terminal, mode: str, sent: int, received: int, h264_bytes: int, elapsed: float) -> None:
     """What was measured before Ctrl-C, on one line (the error line says `interrupted`)."""
     rate = received / elapsed if elapsed > 0 else 0.0
+    frames = f"{received} received" if mode == "scanout" else f"{sent} sent · {received} received"
     size = f" · {h264_bytes / received / 1000:.1f} kB/frame" if received else ""
-    terminal.verdict(f"so far: {sent} sent · {received} received · {rate:.1f} frames/s over "
-                     f"{elapsed:.2f} s{size}")
+    terminal.verdict(f"so far: {frames} · {rate:.1f} frames/s over {elapsed:.2f} s{size}")
 
 
 def _saved(t, path: str, frames: int) -> None:
