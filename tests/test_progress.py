@@ -199,7 +199,7 @@ def test_run_shows_the_probe_it_waits_on_with_its_timeout():
 
 def test_selftest_shows_the_probe_its_scenario_waits_on():
     screens, final = in_terminal(["selftest", "--break", "stream-no-reply"], timeout=90)
-    progress = r"\d+/\d+ selftest: waiting on [\w.-]+ · [\d.]+ s of [\d.]+ s"
+    progress = r"\d+/\d+ selftest[\w -]*: waiting on [\w.-]+ · [\d.]+ s of [\d.]+ s"
     assert [s for s in screens if re.search(progress, s)], "\n---\n".join(screens[-3:])
-    assert final.splitlines()[-1] == "selftest: broke stream-no-reply, diagnosed stream-no-reply → MATCH", final
+    assert final.splitlines()[-1].endswith("diagnosed stream-no-reply → MATCH"), final
     assert BAR not in final
