@@ -415,6 +415,44 @@ def test_cli_serve_shutdown_says_it_closed_the_client():
     assert not out.matching("peer closed"), out.lines
 
 
+def test_cli_scanout_send_against_a_static_h4_is_subscribed_with_no_frames():
+    proc, url = start_serve_cli("--tcp", "127.0.0.1:0", "--generation", "h4", "--picture", "static",
+                                "--size", "320x240")
+    try:
+        res = run_cli("send", "--to", url, "--mode", "scanout", "--duration", "1")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "PASS subscribed, no frames while the picture is static"
+    assert "sent" not in res.stdout, res.stdout  # a subscriber's summary, in scanout terms
+
+
+def test_cli_serve_with_its_drm_manager_a_lease_and_a_subscriber(short_tmp):
+    from helixdiag.server.drm_manager import request_lease
+
+    drm = str(short_tmp / "drm.sock")
+    proc = subprocess.Popen(helixdiag_cmd("serve", "--tcp", "127.0.0.1:0", "--generation", "h4", "--size", "320x240",
+                                          "--fps", "30", "--drm-manager", drm),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+    out = Lines(proc.stdout)
+    try:
+        url = out.wait("listening tcp://")[0].split()[1]
+        assert out.matching(f"drm-manager unix://{drm}")
+        with request_lease(drm, 320, 240) as lease:
+            assert (lease.scanout_id, lease.connector) == (1, "Virtual-2")
+            res = run_cli("send", "--to", url, "--mode", "scanout", "--frames", "10")
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert res.stdout.strip().splitlines()[-1].startswith("PASS subscribed to scanout 1: 10 frames pushed")
+        assert out.wait("[HELIX] Scanout 1 disabled")  # the lease ended: DISABLE reached serve
+        assert out.matching("lease client disconnected, releasing scanout")
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=15)
+    assert not os.path.exists(drm)
+
+
 def test_cli_send_failure_exit_code_and_id():
     proc, url = start_serve_cli("--tcp", "127.0.0.1:0", "--fault", "no-sps")
     try:
@@ -438,7 +476,9 @@ def test_cli_send_refused_connection():
 @pytest.mark.parametrize(
     "args",
     [["send", "--to", "udp://x"], ["send", "--size", "0x5"], ["send", "--format", "yuv9"],
-     ["serve", "--fault", "explode"], ["serve", "--tcp", "127.0.0.1:99999"]],
+     ["serve", "--fault", "explode"], ["serve", "--tcp", "127.0.0.1:99999"],
+     ["serve", "--generation", "h1", "--tcp", "127.0.0.1:0"], ["serve", "--picture", "wobbly"],
+     ["serve", "--drm-manager-fault", "explode"], ["serve", "--fault", "drop-after=-1"]],
 )
 def test_cli_bad_input_is_exit_2_without_traceback(args):
     res = run_cli(*args, timeout=30)

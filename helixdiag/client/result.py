@@ -52,6 +52,15 @@ class ScanoutFigures:
             "ended": self.ended, "static": self.static,
         }
 
+    def verdict(self, result: ExchangeResult) -> str:
+        """The subscription in one line: what it got, in a subscriber's words."""
+        if self.static:
+            return STATIC
+        if result.status == "pass":
+            return (f"subscribed to scanout {self.scanout_id}: {result.frames_received} frames pushed, "
+                    "every one valid and decoded")
+        return f"scanout {self.scanout_id} · {result.frames_received} frames pushed · {self.ended}"
+
     def rows(self, result: ExchangeResult) -> list[tuple[str, str]]:
         """The figures of a subscription, as label/value rows for a terminal."""
         subscribed = (f"scanout {self.scanout_id}, SUBSCRIBE_RESP in {self.subscribe_ms:.1f} ms"

@@ -19,8 +19,12 @@ def render(terminal, result: ExchangeResult, *, saved_to: str | None = None) -> 
     table.add_column(style="muted")
     table.add_column()
     f = d["frames"]
-    table.add_row("frames", f"{f['sent']} sent · {f['received']} received · {f['decoded']} decoded · "
-                            f"{f['keyframes']} keyframes")
+    if result.scanout is not None:  # a subscriber sends nothing: its figures are the subscription's
+        for label, value in result.scanout.rows(result):
+            table.add_row(label, escape(value))
+    else:
+        table.add_row("frames", f"{f['sent']} sent · {f['received']} received · {f['decoded']} decoded · "
+                                f"{f['keyframes']} keyframes")
     table.add_row("rate", f"{d['fps']:.1f} frames/s over {d['elapsed_s']:.2f} s")
     if d["latency_ms"]:
         lat = d["latency_ms"]
@@ -59,9 +63,13 @@ def _verdict(t, result: ExchangeResult) -> None:
     """The last line, the one -q keeps."""
     status = result.status
     if status == "pass":
-        t.verdict("[pass]PASS[/pass] every reply valid, decoded and matching what was sent")
+        t.verdict("[pass]PASS[/pass] " + (escape(result.scanout.verdict(result)) if result.scanout is not None
+                                          else "every reply valid, decoded and matching what was sent"))
         return
     ids = ", ".join(f"[id]{fid}[/id]" for fid, f in result.findings.items() if f.severity == status)
     f = result.to_dict()["frames"]
+    if result.scanout is not None:
+        t.verdict(f"[{status}]{status.upper()}[/{status}] {ids} · {escape(result.scanout.verdict(result))}")
+        return
     t.verdict(f"[{status}]{status.upper()}[/{status}] {ids} · {f['sent']} sent · "
               f"{f['received']} received")

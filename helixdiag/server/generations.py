@@ -179,3 +179,11 @@ def parse_picture(text: str) -> Picture:
                              "moving:0.5,static:2 (seconds, each 0 < S <= 86400)")
         segments.append((kind, seconds))
     return Picture(tuple(segments))
+
+
+def default_listeners(gen: Generation) -> tuple[list[tuple[str, int]], list[str]]:
+    """Where a generation listens when told nothing: H1 on its Unix socket in the working
+    directory (socat relayed TCP to it), the others on TCP 127.0.0.1:15937."""
+    if "tcp" in gen.transports:
+        return [("127.0.0.1", 15937)], []
+    return [], ["helix-frame-export.sock"]
