@@ -237,8 +237,8 @@ class FrameServer:
         state = self._states.get(scanout_id)
         if state is None:
             state = ScanoutState(scanout_id, self.config.size)
-            if self.config.generation.scanouts == "enabled":  # ids above max_outputs never get frames
-                self._states[scanout_id] = state
+            if self.config.generation.scanouts == "enabled" and 0 < scanout_id < self.config.max_outputs:
+                self._states[scanout_id] = state  # the others can never be enabled: nothing to keep
         return state
 
     def subscribe(self, scanout_id: int, sub: Subscriber, *, visible: bool = True) -> None:
