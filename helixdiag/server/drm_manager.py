@@ -242,8 +242,8 @@ class DrmManager:
 
     def _hold(self, conn: socket.socket, scanout: int) -> None:
         """The lease lives as long as its connection (and, by default, until a byte arrives)."""
-        conn.settimeout(0.2)
         try:
+            conn.settimeout(0.2)  # (closed already, when the daemon stops right away: OSError)
             while not self._stop.is_set():
                 try:
                     data = conn.recv(1)
