@@ -191,6 +191,8 @@ class DrmManager:
                 self._reply(conn, 1, 0, "unknown command")
         except OSError as exc:
             self.log("ERROR", "read request failed", err=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one client must never take the daemon down
+            self.log("ERROR", "internal error", err=f"{type(exc).__name__}: {exc}")
         finally:
             if not keep:
                 with contextlib.suppress(OSError):

@@ -195,6 +195,8 @@ class ScanoutProducer(threading.Thread):
             self.server.log(f"scanout {self.scanout_id}: encoder unavailable: {exc}")
         except EncodeFailed as exc:
             self.server.log(f"scanout {self.scanout_id}: encode failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one scanout must never take the server down
+            self.server.log(f"scanout {self.scanout_id}: internal error: {type(exc).__name__}: {exc}")
         finally:
             self.alive = False
             if self.generation.keyframes == "on-demand":
