@@ -1,11 +1,10 @@
 """Work counted as it happens, for progress displays, without hooks in the library: the
 frames an exchange sends and receives (client.exchange takes a frame source and a place to
-save what comes back: both are wrapped), and the bytes a log scan reads (the scanner takes a
-stream: its file is wrapped)."""
+save what comes back: both are wrapped), (the bytes a log scan reads are counted by
+`logscan.scan_file(on_read=…)` itself)."""
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -73,20 +72,3 @@ class _CountingSink:
         self._count.changed(self._count)
         return written
 
-
-class CountingReader(io.RawIOBase):
-    """A binary stream read through, `read(n)` called with the bytes of each read. Closing it
-    leaves the stream it reads open (its owner closes that)."""
-
-    def __init__(self, stream: BinaryIO, read: Callable[[int], None]) -> None:
-        self._stream = stream
-        self._read = read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._stream.readinto(buffer) or 0
-        if n:
-            self._read(n)
-        return n

@@ -1,25 +1,19 @@
 """A log named on the command line (a file or `-`), scanned with its bytes counted as they
-are read: opened the way `logscan.scan_file` opens one (gzip recognised by its magic bytes,
-UTF-8 with undecodable bytes replaced), then handed to `logscan.scan_stream`. For a gzip file
-the bytes counted are the compressed file's, so they add up to its size."""
+are read (`logscan.scan_file(on_read=…)`; stdin through the same counting reader). For a gzip
+file the bytes counted are the compressed file's, so they add up to its size."""
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import io
 import os
 import stat
 import sys
-import time
 from collections.abc import Callable
 
 from helixdiag import logscan
-from helixdiag.cli.counting import CountingReader
 from helixdiag.errors import ConfigError
 
 STDIN = "-"
-CHUNK = 1 << 16  # bytes per read: one progress update each
 
 
 def source_name(name: str) -> str:
@@ -46,31 +40,14 @@ def scan(name: str, kind: str, read: Callable[[int], None]) -> logscan.LogSummar
         raise ConfigError(f"no such file: {name}")
     if os.path.isdir(name):
         raise ConfigError(f"{name} is a directory, not a log file")
-    try:
-        raw = open(name, "rb")  # noqa: SIM115 - closed by the ExitStack below
-    except OSError as exc:
-        raise ConfigError(f"cannot read {name}: {exc.strerror or exc}") from None
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(raw)
-        try:
-            mtime = os.fstat(raw.fileno()).st_mtime
-            gzipped = raw.peek(2)[:2] == b"\x1f\x8b"
-        except OSError as exc:
-            raise ConfigError(f"cannot read {name}: {exc.strerror or exc}") from None
-        binary = io.BufferedReader(CountingReader(raw, read), CHUNK)
-        if gzipped:
-            binary = stack.enter_context(gzip.GzipFile(fileobj=binary))
-        text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", errors="replace"))
-        summary = logscan.scan_stream(text, kind, name)
-    summary.source_age_s = round(max(0.0, time.time() - mtime), 1)
-    return summary
+    return logscan.scan_file(name, kind, on_read=read)
 
 
 def _scan_stdin(kind: str, read: Callable[[int], None]) -> logscan.LogSummary:
     raw = getattr(sys.stdin, "buffer", None)
     if raw is None:  # stdin replaced by a text-only stream: nothing to count
         return logscan.scan_stream(sys.stdin, kind, source_name(STDIN))
-    text = io.TextIOWrapper(io.BufferedReader(CountingReader(raw, read), CHUNK), encoding="utf-8",
+    text = io.TextIOWrapper(io.BufferedReader(logscan.CountingReader(raw, read), logscan.READ_CHUNK), encoding="utf-8",
                             errors="replace")
     try:
         return logscan.scan_stream(text, kind, source_name(STDIN))

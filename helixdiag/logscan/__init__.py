@@ -49,7 +49,7 @@ import io
 import os
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from helixdiag.errors import ConfigError, UsageError
@@ -205,8 +205,11 @@ def scan_stream(stream: TextIO, kind: str = "auto", source: str | None = None) -
         raise ConfigError(f"cannot read {source or 'the log'}: {_reason(exc)}") from None
 
 
-def scan_file(path: str | os.PathLike[str], kind: str = "auto") -> LogSummary:
-    """Scan one log file (plain text or gzip) in bounded memory.
+def scan_file(path: str | os.PathLike[str], kind: str = "auto", *,
+              on_read: Callable[[int], None] | None = None) -> LogSummary:
+    """Scan one log file (plain text or gzip) in bounded memory. `on_read(n)` is called with
+    the bytes of each read, for a progress display (for gzip: the compressed file's bytes, so
+    they add up to its size).
 
     Raises `ConfigError` (exit 2, one line) for a missing file, a directory, no permission or
     a read error; `UsageError` for an unknown kind.
@@ -226,10 +229,31 @@ def scan_file(path: str | os.PathLike[str], kind: str = "auto") -> LogSummary:
             head = raw.peek(2)[:2]
         except OSError as exc:
             raise ConfigError(f"cannot read {name}: {_reason(exc)}") from None
-        binary: Any = raw
+        binary: Any = raw if on_read is None else io.BufferedReader(CountingReader(raw, on_read), READ_CHUNK)
         if head == b"\x1f\x8b":
-            binary = stack.enter_context(gzip.GzipFile(fileobj=raw))
+            binary = stack.enter_context(gzip.GzipFile(fileobj=binary))
         text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", errors="replace"))
         summary = scan_stream(text, kind, name)
     summary.source_age_s = round(max(0.0, time.time() - mtime), 1)
     return summary
+
+
+READ_CHUNK = 1 << 16  # bytes per read: one progress update each
+
+
+class CountingReader(io.RawIOBase):
+    """A binary stream read through, `read(n)` called with the bytes of each read. Closing it
+    leaves the stream it reads open (its owner closes that)."""
+
+    def __init__(self, stream: Any, read: Callable[[int], None]) -> None:
+        self._stream = stream
+        self._read = read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._stream.readinto(buffer) or 0
+        if n:
+            self._read(n)
+        return n
