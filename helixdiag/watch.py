@@ -26,8 +26,8 @@ from helixdiag.frames import SyntheticSource
 from helixdiag.probes import ProbeSpec
 from helixdiag.protocol import ErrorMessage, FrameRequest, PixelFormat
 from helixdiag.protocol.conversation import REPLY
+from helixdiag.report.hops import layer_status
 from helixdiag.report.model import Report
-from helixdiag.report.text import layer_status
 from helixdiag.results import Status
 
 EXPENSIVE = frozenset({"encoder.session", "stream.exchange"})

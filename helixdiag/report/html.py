@@ -10,9 +10,8 @@ import html
 import json
 from typing import Any
 
-from helixdiag.layers import LAYERS
+from helixdiag.report.hops import hops
 from helixdiag.report.model import Report
-from helixdiag.report.text import layer_status
 from helixdiag.results import Status
 
 COLOURS = {
@@ -147,11 +146,8 @@ def _path(report: Report, root: dict[str, Any] | None) -> str:
     """The hops in data-path order, guest first, each coloured by its layer's status."""
     out = ["<div class='path' role='list' aria-label='the video path, guest to host'>"]
     first = True
-    for layer in LAYERS:
-        mine = [p for p in report.probes if p.layer == layer.name]
-        if not mine:
-            continue
-        status, speaker = layer_status(mine)
+    for hop in hops(report):
+        layer, status, speaker = hop.layer, hop.status, hop.speaker
         is_root = bool(root and root["layer"] == layer.name)
         if not first:
             out.append("<div class='arrow'>→</div>")

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from helixdiag.layers import LAYERS
+from helixdiag.report.hops import RANK, hops
 from helixdiag.report.model import Report
 from helixdiag.results import ProbeResult, Status
 from helixdiag.terminal import hanging
@@ -21,18 +21,6 @@ SYMBOL = {
     Status.PASS: "✔", Status.WARN: "▲", Status.FAIL: "✘", Status.ERROR: "‼",
     Status.BLOCKED: "⊘", Status.SKIP: "·",
 }
-# Which probe speaks for a layer: the most important status wins.
-RANK = [Status.FAIL, Status.ERROR, Status.WARN, Status.BLOCKED, Status.PASS, Status.SKIP]
-
-
-def layer_status(results: list[ProbeResult]) -> tuple[Status, ProbeResult | None]:
-    for status in RANK:
-        for r in results:
-            if r.status == status:
-                return status, r
-    return Status.SKIP, None
-
-
 def render(terminal, report: Report, *, verdict: bool = True) -> None:
     """`verdict=False`: the last line is ordinary output (the caller prints its own verdict)."""
     t = terminal
@@ -62,11 +50,8 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
     table.add_column("status", no_wrap=True)
     table.add_column("what")
     previous_side = None
-    for layer in LAYERS:
-        mine = [p for p in report.probes if p.layer == layer.name]
-        if not mine:
-            continue
-        status, speaker = layer_status(mine)
+    for hop in hops(report):
+        layer, mine, status, speaker = hop.layer, hop.probes, hop.status, hop.speaker
         side = str(layer.side) if str(layer.side) != previous_side else ""
         previous_side = str(layer.side)
         what = _describe(speaker, status)
