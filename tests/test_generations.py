@@ -272,7 +272,7 @@ def test_idle_close_is_the_generations_and_overridable(gen_name, seconds):
             started = time.monotonic()
             with pytest.raises(EOFError):
                 c.read(timeout=3)
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 2.5
             return
         c.send(subscribe(2))
         assert c.next_not_frame()[0] == SUBSCRIBE_RESP
@@ -284,7 +284,7 @@ def test_idle_close_is_the_generations_and_overridable(gen_name, seconds):
             return
         with pytest.raises(EOFError):  # the real hosts drop a silent subscriber (desktop-bridge is one)
             c.next_not_frame(timeout=3)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 2.5
 
 
 # ------------------------------------------------------------------ the scanout frame path
@@ -305,7 +305,7 @@ def test_frames_only_for_an_enabled_scanout_below_max_outputs():
         assert first[0]["pts"] == 0 and first[1]["pts"] == 16_666_667
         manager.send(disable(2))
         time.sleep(0.1)
-        while sub.read(timeout=0.1) is not None:  # what was in flight
+        while sub.read(timeout=0.3) is not None:  # what was in flight
             pass
         assert sub.read(timeout=0.4) is None  # disabled: nothing drawn, nothing pushed
 
@@ -328,7 +328,7 @@ def test_a_static_picture_sends_nothing_until_h5_re_encodes_it():
     moving = [t for t in arrivals if t - arrivals[0] < 0.3]
     keepalive = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a > 0.2]
     assert len(moving) >= 5, arrivals
-    assert len(keepalive) >= 2 and all(0.35 < gap < 0.75 for gap in keepalive), keepalive
+    assert len(keepalive) >= 2 and all(0.35 < gap < 1.0 for gap in keepalive), keepalive
 
 
 def test_keyframes_as_the_real_encoder_makes_them_a_late_subscriber_joins_mid_gop():

@@ -84,7 +84,7 @@ def test_an_idle_close_is_the_reason_the_stream_ended():
     assert result.primary.failure_id == "stream-closed"
     ended = result.to_dict()["scanout"]["ended"]
     assert ended.startswith("closed by the host 0.") and "after our last message" in ended, ended
-    assert result.elapsed_s < 1.5
+    assert result.elapsed_s < 2.5
 
 
 def test_bad_magic_on_a_pushed_frame_ends_the_stream_and_says_so():
@@ -101,7 +101,7 @@ def test_gaps_are_counted_h5_keeps_a_static_picture_alive():
         result = watch(server, duration=1.8)
     doc = result.to_dict()["scanout"]
     assert result.status == "pass", result.to_dict()["findings"]
-    assert doc["gaps"] >= 2 and 350 < doc["longest_gap_ms"] < 800, doc
+    assert doc["gaps"] >= 2 and 350 < doc["longest_gap_ms"] < 1200, doc
 
 
 def test_config_req_carries_the_bitrate_like_desktop_bridge():
