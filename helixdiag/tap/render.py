@@ -1,0 +1,140 @@
+"""How a tap record reads: one line for people (rich markup), one JSON object for machines."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.markup import escape
+
+from helixdiag.findings import printable
+from helixdiag.tap.view import GUEST, OTHER, Record
+
+ARROW = {GUEST: "G→H", "host": "H→G"}
+MAX_NAL_TYPES = 8
+
+
+def clock(ts: float) -> str:
+    """Local wall time to the millisecond, like a capture's time column."""
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+def iso_ms(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def lines(rec: Record) -> list[str]:
+    """The record as rich-markup lines: its own, then one per failure id it shows."""
+    head = f"[muted]{clock(rec.ts)}[/muted] c{rec.conn}"
+    if rec.kind == "summary":
+        return summary_lines(rec.fields)
+    if rec.kind == "message":
+        body = (f"{ARROW[rec.sender or GUEST]} #{rec.n:<4} [bold]{rec.type:<15}[/bold] "
+                f"s{rec.session_id if rec.session_id is not None else '-':<3} {rec.size:>9} B  "
+                f"{escape(message_words(rec))}")
+    elif rec.kind == "break":
+        body = f"{ARROW[rec.sender or GUEST]} [fail]protocol break[/fail] {escape(printable(rec.text))}"
+    elif rec.kind == "open":
+        body = f"[muted]open[/muted]  {escape(rec.text)}"
+    elif rec.kind == "close":
+        body = f"[muted]close[/muted] {escape(printable(rec.text))}"
+    else:
+        body = f"[warn]note[/warn]  {escape(printable(rec.text))}"
+    out = [f"{head} {body}"]
+    for f in rec.flags:
+        style = "fail" if f.severity == "fail" else "warn"
+        out.append(f"    [{style}]{f.severity.upper()}[/{style}] [id]{f.failure_id}[/id]: {escape(f.message)}")
+    return out
+
+
+def message_words(rec: Record) -> str:
+    f = rec.fields
+    words: list[str] = []
+    t = rec.type
+    if t == "FRAME_REQUEST":
+        words.append(f"{f['width']}x{f['height']} {f['format']} stride {f['stride']}")
+        if f["pixel_bytes"] is None:
+            words.append(f"no pixels, resource {f['resource_id']}")
+        if f["force_keyframe"]:
+            words.append("key")
+    elif t == "FRAME_RESPONSE":
+        types = f.get("nal_types", [])
+        shown = " ".join(types[:MAX_NAL_TYPES]) + (" …" if len(types) > MAX_NAL_TYPES else "")
+        if f.get("framing") != "annexb":
+            shown = f"{str(f.get('framing')).upper()}: {shown}".rstrip(": ")
+        words.append(shown or "no NAL units")
+        if f.get("keyframe"):
+            words.append("key")
+        sps = f.get("sps")
+        if sps:
+            words.append(f"{sps['width']}x{sps['height']} {sps['profile']} {sps['level']}")
+        if f["nal_count"] != 1:
+            words.append(f"{f['nal_count']} entries")
+    elif t in ("SUBSCRIBE", "DISABLE_SCANOUT"):
+        words.append(f"scanout {f['scanout_id']}")
+    elif t == "SUBSCRIBE_RESP":
+        words.append(f"scanout {f['scanout_id']} {'ok' if f['success'] else 'refused'}")
+    elif t == "ENABLE_SCANOUT":
+        words.append(f"scanout {f['scanout_id']} {f['width']}x{f['height']}@{f['refresh_rate']}")
+    elif t == "SCANOUT_RESP":
+        words.append(f"scanout {f['scanout_id']} {'ok' if f['success'] else 'refused'} {printable(f['connector'])}")
+    elif t == "CONFIG_REQ":
+        words.append(f"{f['width']}x{f['height']} {f['bitrate'] / 1e6:g} Mb/s {f['framerate']} fps "
+                     f"profile {f['profile']} level {f['level'] / 10:g}")
+    elif t == "ERROR":
+        words.append(f"{f['code']} {printable(repr(f['message']))}")
+    elif "payload_size" in f:
+        words.append(f"unknown type, {f['payload_size']} payload bytes skipped")
+    if rec.event == "push":
+        words.append("pushed")
+    elif rec.event == "early-push":
+        words.append("pushed before SUBSCRIBE_RESP")
+    if rec.answers is not None:
+        words.append(f"reply to #{rec.answers[0]} in {rec.latency_ms:.1f} ms")
+    elif rec.text and rec.event not in ("push", "early-push"):
+        words.append(printable(rec.text))
+    return " · ".join(w for w in words if w)
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    closed = {"guest": "closed by the guest", "host": "closed by the host", "tap": "closed by the tap",
+              None: "still open"}[s["closed_by"]]
+    out = [f"[bold]c{s['conn']} summary[/bold]: guest {escape(s['guest'])} → host {escape(s['host'])}, "
+           f"{s['duration_s']:.2f} s, {closed}"]
+    for direction, d in s["directions"].items():
+        sender = direction.split(">")[0]
+        types = ", ".join(f"{k} {v}" for k, v in d["types"].items())
+        extra = f"; {d['undecoded_bytes']} B undecoded after the break at byte {d['broken_at']}" \
+            if d["broken_at"] is not None else ""
+        out.append(f"    {sender}→{OTHER[sender]}: {d['messages']} messages{f' ({types})' if types else ''}, "
+                   f"{d['bytes']} B{extra}")
+    fps = f", {s['fps']:.1f} fps" if s["fps"] is not None else ""
+    lat = s["latency_ms"]
+    lat_text = (f"; latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms ({lat['count']} replies)"
+                if lat else "; no replies timed")
+    out.append(f"    frames {s['frames']}{fps}{lat_text}")
+    if s.get("unobserved_bytes"):
+        out.append(f"    [warn]{s['unobserved_bytes']} B relayed but not observed (the observer fell behind)[/warn]")
+    if s["failures"]:
+        out.append("    failures: " + ", ".join(f"[id]{k}[/id] ×{v}" for k, v in s["failures"].items()))
+    else:
+        out.append("    no protocol failure seen")
+    return out
+
+
+def to_json(rec: Record) -> dict[str, Any]:
+    d: dict[str, Any] = {"event": rec.kind, "time": iso_ms(rec.ts), "ts": round(rec.ts, 6), "conn": rec.conn}
+    if rec.kind == "summary":
+        return {**d, "summary": rec.fields}
+    if rec.sender is not None:
+        d["dir"] = f"{rec.sender}>{OTHER[rec.sender]}"
+    optional = {"n": rec.n, "type": rec.type, "session_id": rec.session_id, "bytes": rec.size,
+                "kind": rec.event, "latency_ms": rec.latency_ms, "text": rec.text or None}
+    d.update({k: v for k, v in optional.items() if v is not None})
+    if rec.answers is not None:
+        d["answers"] = {"n": rec.answers[0], "type": rec.answers[1]}
+    if rec.fields:
+        d["fields"] = rec.fields
+    d["failures"] = [{"id": f.failure_id, "severity": f.severity, "detail": f.message, "evidence": f.evidence}
+                     for f in rec.flags]
+    return d
