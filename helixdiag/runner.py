@@ -180,6 +180,7 @@ class Runner:
             probes=ordered,
             diagnosis=diagnosis,
             topology=topo.describe(),
+            raw_outputs=self.ctx.obs.raw_outputs(),
         )
 
     def _tell_watcher(self, running: dict[str, tuple[ProbeSpec, float]], deadline: float) -> None:

@@ -378,3 +378,34 @@ def test_restart_the_vm_names_the_vm_and_the_command():
         'restart the VM (`utmctl stop "Linux"`, then `utmctl start "Linux"`)'
     assert "Helix app" in QemuInstance(process, helix).restart_how()
     assert QemuInstance(process, None).restart_how() == "restart the VM"
+
+
+def test_the_bundle_carries_the_raw_outputs_behind_the_facts_redacted(short_tmp):
+    """So that the first report from a real Mac can replace the SYNTHETIC recordings: the
+    commands a run ran with their output, and the QEMU and socat command lines — redacted."""
+    import json
+    import tarfile
+
+    secret = "s3cr3t-in-argv-7731"
+    port = selftest.free_port()
+    qemu = _qemu_like(short_tmp / "qemu-system-aarch64",
+                      ["-name", secret, "-netdev", "user,id=net0", "-device", f"virtio-gpu-gl-pci,helix-port={port}"])
+    bundle = short_tmp / "ticket.tar.gz"
+    try:
+        proc = subprocess.run(helixdiag_cmd("run", "--all", "--side", "both", "--port", str(port), "--timeout", "1",
+                                            "--bundle", str(bundle)),
+                              capture_output=True, text=True, timeout=60, cwd=REPO,
+                              env={**os.environ, "NO_COLOR": "1", "MY_API_TOKEN": secret})
+    finally:
+        qemu.kill()
+        qemu.wait(5)
+    assert "Traceback" not in proc.stderr and bundle.exists(), proc.stderr
+    with tarfile.open(bundle) as tar:
+        files = {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+    processes = files["raw/processes.txt"]
+    assert f"{qemu.pid} " in processes and f"helix-port={port}" in processes
+    assert secret not in processes and "<redacted:MY_API_TOKEN>" in processes
+    assert "$ gst-inspect-1.0 vsockenc\n# exit " in files["raw/commands.txt"]  # a command and its output
+    manifest = json.loads(files["manifest.json"])
+    assert "env:MY_API_TOKEN" in manifest["redactions"]
+    assert any(f["name"] == "raw/processes.txt" for f in manifest["files"])

@@ -15,16 +15,27 @@ from collections.abc import Iterator, Sequence
 import psutil
 
 from helixdiag.observe import parsers
-from helixdiag.observe.commands import run_command
+from helixdiag.observe.commands import COMMAND_TIMEOUT, CommandResult, Transcript, run_command
 from helixdiag.observe.parsers import OtoolDeps
 from helixdiag.observe.processes import Listener, ProcInfo
 
 
 class Backend:
+    """Facts that differ by platform. Every command runs through `run`, which records it in
+    the run's transcript."""
+
     name = "generic"
     # Facts this platform cannot give, and why: probes skip with the reason.
     unsupported: dict[str, str] = {"dylibs": "macOS only (otool -L)"}
     hardware_encoder: str | None = None  # the H.264 encoder the real host uses here, if any
+
+    def __init__(self) -> None:
+        self.transcript = Transcript()
+
+    def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT) -> CommandResult:
+        result = run_command(argv, timeout)
+        self.transcript.add(result)
+        return result
 
     def processes(self) -> Iterator[ProcInfo]:
         """Every process this user can see; <defunct> ones run nothing and are left out."""
@@ -48,7 +59,7 @@ class Backend:
 
     def command_line_of(self, pid: int) -> tuple[str, ...]:
         """Another user's command line, where the platform's `ps` may show it (space-joined)."""
-        result = run_command(["/bin/ps", "-o", "command=", "-p", str(pid)], timeout=2.0)
+        result = self.run(["/bin/ps", "-o", "command=", "-p", str(pid)], timeout=2.0)
         text = result.stdout.strip() if result.ok else ""
         # ps shows only "(socat)" when it may not read the arguments either.
         return tuple(text.split()) if text and not text.startswith("(") else ()
@@ -93,9 +104,9 @@ def lsof() -> str:
     return shutil.which("lsof") or "/usr/sbin/lsof"
 
 
-def lsof_unix_holders(path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
+def lsof_unix_holders(backend: Backend, path: str, candidates: Sequence[ProcInfo]) -> list[Listener]:
     """Holders of the socket at `path` from `lsof -U` (every Unix socket this user may see)."""
-    result = run_command([lsof(), "-nP", "-U", "-F", "pcfn"])
+    result = backend.run([lsof(), "-nP", "-U", "-F", "pcfn"])
     return unix_holders(parsers.parse_lsof_fields(result.stdout), path, candidates)
 
 

@@ -146,11 +146,18 @@ class Observations:
 
     # ── tools
     def gst_inspect(self, element: str, timeout: float) -> CommandResult:
-        return self._once.get(("gst-inspect", element), lambda: run_command(["gst-inspect-1.0", element], timeout))
+        return self._once.get(("gst-inspect", element), lambda: self.backend.run(["gst-inspect-1.0", element], timeout))
 
     @cached_property
     def pipewire(self) -> PipeWireFacts:
         return PipeWireFacts()
+
+    def raw_outputs(self) -> dict[str, str]:
+        """What the facts were read from, for the bundle: every command run and its output,
+        and the command lines of the QEMU and socat processes."""
+        lines = [f"{p.pid} {'(not readable without sudo)' if p.argv_unreadable else p.command_line}"
+                 for p in self.processes if p.is_qemu or p.is_socat]
+        return {"commands.txt": self.backend.transcript.text(), "processes.txt": "\n".join(lines) + "\n"}
 
     def tool_versions(self) -> dict[str, str | None]:
         return dict(_TOOL_VERSIONS.get("versions", _tool_versions))

@@ -42,7 +42,7 @@ class LinuxBackend(Backend):
                 is_listening = any(_same_socket(name, path, real, cwd) for name in listening.values())
             out.append(Listener(c.pid, pid_name(c.pid), c.laddr, None, is_listening, "psutil + /proc/net/unix"))
         if out and all(h.pid is None for h in out):
-            out = lsof_unix_holders(path, candidates) or out  # not root: lsof may name our own processes
+            out = lsof_unix_holders(self, path, candidates) or out  # not root: lsof may name our own processes
         return out
 
 

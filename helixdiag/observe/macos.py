@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from helixdiag.observe import parsers
 from helixdiag.observe.backend import Backend, lsof, lsof_unix_holders
-from helixdiag.observe.commands import run_command
 from helixdiag.observe.processes import Listener, ProcInfo
 
 
@@ -18,7 +17,7 @@ class MacBackend(Backend):
     hardware_encoder = "videotoolbox"
 
     def tcp_listeners(self) -> tuple[list[Listener], str | None]:
-        result = run_command([lsof(), "-nP", "-iTCP", "-sTCP:LISTEN", "-F", "pcfnPtT"])
+        result = self.run([lsof(), "-nP", "-iTCP", "-sTCP:LISTEN", "-F", "pcfnPtT"])
         # lsof exits 1 when it finds nothing: only an error or a timeout leaves us not knowing.
         if result.error or (result.returncode not in (0, 1)):
             return [], f"lsof failed: {result.error or result.stderr.strip()[:200] or f'exit {result.returncode}'}"
@@ -35,13 +34,13 @@ class MacBackend(Backend):
         # (darwin/dsock.c): `lsof /abs/path` misses QEMU's relative `helix-frame-export.sock`
         # and /tmp vs /private/tmp. So list the processes' Unix sockets and match each bound
         # name against `path`, resolved against that process's working directory.
-        return lsof_unix_holders(path, candidates)
+        return lsof_unix_holders(self, path, candidates)
 
     def dylibs(self, binary: str) -> tuple[parsers.OtoolDeps | None, str | None]:
         # Without the Command Line Tools, /usr/bin/otool opens an install dialog: ask first.
-        if not run_command(["xcode-select", "-p"], timeout=5).ok:
+        if not self.run(["xcode-select", "-p"], timeout=5).ok:
             return None, "otool needs the Xcode Command Line Tools (`xcode-select --install`)"
-        result = run_command(["otool", "-L", binary])
+        result = self.run(["otool", "-L", binary])
         if result.error or result.returncode:
             return None, f"otool -L failed: {result.error or result.stderr.strip()[:200]}"
         try:

@@ -40,6 +40,10 @@ def write(report: Report, path: str) -> dict:
         elif log:
             members.append((f"logs/{key}.missing.txt", f"{log}: not readable when the run was made\n".encode(),
                             in_report))
+    for name, text in report.raw_outputs.items():
+        # What the facts were read from (lsof, ps, otool, QEMU's command line), redacted.
+        applied = set()
+        members.append((f"raw/{name}", redact(text, secrets, applied).encode(), applied))
     total = 0
     kept: list[tuple[str, bytes, set[str]]] = []
     dropped: list[str] = []

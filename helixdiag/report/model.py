@@ -28,6 +28,8 @@ class Report:
     topology: dict[str, Any] | None = None
     redactions: list[str] = field(default_factory=list)
     redact_paths: bool = False  # also hide the home directory and the user name
+    # The raw tool output behind the facts (name → text), for --bundle only: not in the JSON.
+    raw_outputs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
