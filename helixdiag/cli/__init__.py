@@ -124,11 +124,12 @@ def _command_modules() -> tuple:
         cmd_selftest,
         cmd_send,
         cmd_serve,
+        cmd_tap,
         cmd_watch,
     )
 
     return (cmd_run, cmd_watch, cmd_fix, cmd_selftest, cmd_serve, cmd_send, cmd_lint, cmd_logs,
-            cmd_explain, cmd_list)
+            cmd_explain, cmd_list, cmd_tap)
 
 
 _register_commands()
