@@ -8,7 +8,7 @@ import click
 
 from helixdiag import remote, runner
 from helixdiag.cli import progress
-from helixdiag.cli.options import CONFIG_KEYS, FloatRange, output_file, run_options
+from helixdiag.cli.options import CONFIG_KEYS, FloatRange, output_file, report_files, run_options
 from helixdiag.cli.reporting import finish, write_report_files
 from helixdiag.config import RunConfig, resolve
 from helixdiag.report import merge, text
@@ -18,12 +18,9 @@ from helixdiag.report import merge, text
 @click.argument("names", nargs=-1, metavar="[PROBE_OR_LAYER]...")
 @click.option("--all", "run_all", is_flag=True, help="Every probe that applies (the default when nothing is named).")
 @run_options
-@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
-              help="Write the JSON report ('-' = stdout, nothing else there).")
-@click.option("--junit", "junit_dest", metavar="PATH", callback=output_file,
-              help="Write JUnit XML (one testcase per probe).")
-@click.option("--html", "html_dest", metavar="PATH", callback=output_file,
-              help="Write a self-contained HTML report for the ticket.")
+@report_files(json="Write the JSON report ('-' = stdout, nothing else there).",
+              junit="Write JUnit XML (one testcase per probe).",
+              html="Write a self-contained HTML report for the ticket.")
 @click.option("--bundle", "bundle_dest", metavar="PATH", callback=output_file,
               help="Write a .tar.gz with the JSON/HTML reports and the logs' tails.")
 @click.option("--redact-paths", is_flag=True, help="Also replace the home directory and user name in every output.")

@@ -8,7 +8,7 @@ import click
 
 from helixdiag import selftest
 from helixdiag.cli import progress
-from helixdiag.cli.options import output_file
+from helixdiag.cli.options import report_files
 from helixdiag.cli.reporting import finish, write_file, write_report_files
 from helixdiag.errors import ConfigError
 from helixdiag.report import html, junit, selftest_text
@@ -22,12 +22,9 @@ from helixdiag.selftest.pipewire import PipeWireUnavailable
                    "with --break, the stack that has it).")
 @click.option("--break", "break_id", metavar="ID|all",
               help=f"Break one thing on purpose and check the diagnosis names it: all, {', '.join(selftest.scenario_names())}.")
-@click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
-              help="Write the JSON report (the last one with --break all).")
-@click.option("--junit", "junit_dest", metavar="PATH", callback=output_file,
-              help="Write JUnit XML (one testcase per scenario with --break all).")
-@click.option("--html", "html_dest", metavar="PATH", callback=output_file,
-              help="Write the HTML report (with --break all: one page, every scenario in it).")
+@report_files(json="Write the JSON report (the last one with --break all).",
+              junit="Write JUnit XML (one testcase per scenario with --break all).",
+              html="Write the HTML report (with --break all: one page, every scenario in it).")
 @click.pass_obj
 def command(app, stack, break_id, json_dest, junit_dest, html_dest) -> None:
     """Start a bundled stack on loopback in a temporary directory, then diagnose it.

@@ -139,3 +139,19 @@ def _click_option(name: str, meta: dict) -> Callable:
 
 
 CONFIG_KEYS = (*OPTIONS, "profile")  # what `run_options` hands to config.resolve
+
+
+def report_files(*, json: str, junit: str, html: str):
+    """The report-file options a diagnosing command takes (`--json PATH|-`, `--junit`,
+    `--html`), each checked before any work; the help says what each holds for this command."""
+    options = [
+        click.option("--json", "json_dest", metavar="PATH|-", callback=output_file, help=json),
+        click.option("--junit", "junit_dest", metavar="PATH", callback=output_file, help=junit),
+        click.option("--html", "html_dest", metavar="PATH", callback=output_file, help=html),
+    ]
+
+    def wrap(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return wrap
