@@ -106,9 +106,8 @@ class _Sink:
             if self.json_out is not None:
                 self.json_out.write(json.dumps(render.to_json(rec), default=str) + "\n")
                 self.json_out.flush()
-            if self.json_out is not sys.stdout:
-                for line in render.lines(rec):
-                    self.term.print(line, soft_wrap=True)
+            for line in render.lines(rec):  # to stderr when stdout carries the JSON
+                self.term.print(line, soft_wrap=True)
 
     def machine(self, doc: dict) -> None:
         with self._lock:
