@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools helixdiag's probes and tests use (socat, lsof, PipeWire,
-# GStreamer, ffmpeg). Debian/Ubuntu: apt-get, as root or through sudo. macOS: prints the
+# GStreamer, ffmpeg, tshark). Debian/Ubuntu: apt-get, as root or through sudo. macOS: prints the
 # Homebrew equivalents (nothing is installed behind your back). Fast when all is present.
 set -euo pipefail
 
@@ -11,13 +11,14 @@ DEBIAN_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-pipewire ffmpeg
   chromium
+  tshark
 )
-BREW_PACKAGES=(socat gstreamer ffmpeg)
+BREW_PACKAGES=(socat gstreamer ffmpeg wireshark)
 
 case "$(uname -s)" in
   Darwin)
     missing=()
-    for cmd in socat gst-launch-1.0 ffprobe; do
+    for cmd in socat gst-launch-1.0 ffprobe tshark; do
       command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -53,6 +54,10 @@ fi
 
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture; helixdiag only reads captures.
+if [[ " ${missing[*]} " == *" tshark "* ]] && command -v debconf-set-selections >/dev/null 2>&1; then
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | "${SUDO[@]}" debconf-set-selections
+fi
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: system packages ready"
