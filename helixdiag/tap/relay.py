@@ -121,7 +121,7 @@ class ObserverThread:
                         self.observer.note(args[0] if args and isinstance(args[0], int) else 0,
                                            f"tap observer error (relaying goes on): {type(exc).__name__}: {exc}",
                                            time.time())
-            if time.monotonic() - last_tick >= TICK_S:
+            if time.monotonic() - last_tick >= TICK_S and not self._items:  # caught up: judge silences
                 last_tick = time.monotonic()
                 self.observer.tick(time.time())
         if self.dropped:
