@@ -158,7 +158,7 @@ def _live(app, sink: _Sink, stack: contextlib.ExitStack, listen: str, to: str, p
         click.echo(f"listening {endpoint}")  # machine-readable, like serve's: scripts wait for it
     term.print(f"relaying {endpoint} → {config.to}"
                + (f"; recording to {pcap}" + (f" (up to {pcap_limit:g} MB)" if pcap_limit else "") if pcap else "")
-               + "; Ctrl-C stops")
+               + "; Ctrl-C stops", soft_wrap=True)
     stopping = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     started = time.monotonic()

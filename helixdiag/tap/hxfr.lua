@@ -226,7 +226,7 @@ local function dissect_message(tvb, pinfo, root)
         if pos ~= stop then tree:add_proto_expert_info(e.bad_nal_table) end
         local key = state.idr or tvb(p + 16, 1):uint() ~= 0
         if key and not state.avcc and not state.params_before_idr then tree:add_proto_expert_info(e.no_sps_pps) end
-        info = name .. " " .. table.concat(state.types, "+") .. (key and " key" or "")
+        info = name .. " " .. (state.avcc and "AVCC " or "") .. table.concat(state.types, "+") .. (key and " key" or "")
     elseif mtype == 0x04 then
         tree:add_le(f.width, tvb(p, 4)); tree:add_le(f.height, tvb(p + 4, 4))
         tree:add_le(f.bitrate, tvb(p + 8, 4)); tree:add_le(f.framerate_num, tvb(p + 12, 4))
