@@ -57,3 +57,22 @@ def worst_status(findings: list[Finding] | Any) -> str:
     if str(Severity.FAIL) in severities:
         return "fail"
     return "warn" if str(Severity.WARN) in severities else "pass"
+
+
+class HasFindings:
+    """What every result that carries findings offers (a log summary, a lint result, a send
+    exchange): its worst status and its failure ids. `findings` is a list, or a dict of
+    findings by id."""
+
+    findings: Any
+
+    def _findings(self) -> list[Finding]:
+        return list(self.findings.values()) if isinstance(self.findings, dict) else list(self.findings)
+
+    @property
+    def status(self) -> str:
+        return worst_status(self._findings())
+
+    @property
+    def failure_ids(self) -> list[str]:
+        return [f.failure_id for f in self._findings()]

@@ -29,6 +29,7 @@ from helixdiag.protocol.conversation import REPLY
 from helixdiag.report.hops import layer_status
 from helixdiag.report.model import Report
 from helixdiag.results import Status
+from helixdiag.timefmt import iso_time
 
 EXPENSIVE = frozenset({"encoder.session", "stream.exchange"})
 WINDOW_S = 5.0
@@ -53,7 +54,7 @@ class Event:
         return self.before is not None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)), "layer": self.layer,
+        d = {"time": iso_time(self.at), "layer": self.layer,
              "from": self.before, "to": self.after, "failure_id": self.failure_id, "summary": self.summary}
         return d if self.hop is None else {**d, "hop": self.hop}
 

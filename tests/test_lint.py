@@ -85,7 +85,7 @@ def fill(template: str, *, fd: int | None = None, node: int = 47, port: int = 15
 
 
 def ids(result: LintResult) -> Counter:
-    return Counter(result.ids)
+    return Counter(result.failure_ids)
 
 
 @pytest.mark.parametrize("fd", [None, 31])
@@ -228,7 +228,7 @@ def test_rule_fails_and_passes(rule, failing, passing, kwargs, count):
     bad = lint(failing, **kwargs)
     assert ids(bad)[rule] == count, [f.message for f in bad.findings]
     good = lint(passing, **kwargs)
-    assert rule not in good.ids, [f.message for f in good.findings]
+    assert rule not in good.failure_ids, [f.message for f in good.findings]
     assert good.findings == []
 
 
@@ -326,9 +326,9 @@ def test_bandwidth_uses_the_caps_size_and_protocol_frame_layout():
 
 def test_port_and_host_are_compared_only_when_given():
     text = vs(enc="vsockenc tcp-host=10.0.2.3 tcp-port=5900")
-    assert "port-mismatch" not in lint(text).ids
-    assert "port-mismatch" not in lint(text, port=5900).ids
-    assert "port-mismatch" not in lint(text, host="10.0.2.3").ids
+    assert "port-mismatch" not in lint(text).failure_ids
+    assert "port-mismatch" not in lint(text, port=5900).failure_ids
+    assert "port-mismatch" not in lint(text, host="10.0.2.3").failure_ids
     assert ids(lint(text, port=15937))["port-mismatch"] == 1
     assert ids(lint(text, host="10.0.2.2"))["port-mismatch"] == 1
     assert ids(lint(text, host="10.0.2.2", port=15937))["port-mismatch"] == 2
@@ -662,7 +662,7 @@ def test_check_asks_gstreamer_about_each_element():
     assert not any("videotestsrc" in n or "fakesink" in n for n in notes)
     result = lint(P21_CONCRETE.replace("appsink", "fakesink").replace(" emit-signals=true max-buffers=2 drop=true", ""),
                   check=True, check_timeout=20)
-    assert ("vsockenc-missing" in result.ids) == (not have_vsockenc)
+    assert ("vsockenc-missing" in result.failure_ids) == (not have_vsockenc)
 
 
 def test_check_without_gst_inspect_is_a_note():

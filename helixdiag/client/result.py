@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from helixdiag import net
-from helixdiag.findings import Finding, worst_status
+from helixdiag.findings import Finding, HasFindings
 from helixdiag.frames import SyntheticSource
 from helixdiag.protocol import PixelFormat
 
@@ -115,7 +115,7 @@ class ExchangeOptions:
 
 
 @dataclass
-class ExchangeResult:
+class ExchangeResult(HasFindings):
     endpoint: str
     mode: str
     frames_sent: int = 0
@@ -141,10 +141,6 @@ class ExchangeResult:
             self.findings[failure_id] = Finding(failure_id, message, evidence)
         else:
             found.count += 1
-
-    @property
-    def status(self) -> str:
-        return worst_status(self.findings.values())
 
     @property
     def primary(self) -> Finding | None:

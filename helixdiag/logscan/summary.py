@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from helixdiag.findings import Finding, worst_status
+from helixdiag.findings import Finding, HasFindings
 
 # ════════════════════════════════════════════════════════════════════ results
 
@@ -32,7 +32,7 @@ class Note:
 
 
 @dataclass
-class LogSummary:
+class LogSummary(HasFindings):
     """What every scan reports; `kind` is "gst", "qemu" or "unknown"."""
 
     kind: str = "unknown"
@@ -46,14 +46,6 @@ class LogSummary:
     signature_counts: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        return worst_status(self.findings)
-
-    @property
-    def failure_ids(self) -> list[str]:
-        return [f.failure_id for f in self.findings]
 
     def finding(self, failure_id: str) -> Finding | None:
         return next((f for f in self.findings if f.failure_id == failure_id), None)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helixdiag.errors import UsageError
-from helixdiag.findings import Finding, worst_status
+from helixdiag.findings import Finding, HasFindings
 from helixdiag.pipeline.editing import _Editor, _FixUnavailable
 from helixdiag.pipeline.elements import check_elements
 from helixdiag.pipeline.rules import _analyse, _ipv4, _Issue
@@ -61,7 +61,7 @@ _MAX_FIX_ROUNDS = 32
 
 
 @dataclass
-class LintResult:
+class LintResult(HasFindings):
     pipeline: str  # as given
     parsed: str  # the pipeline as parsed and re-rendered (command-line prefix removed)
     findings: list[Finding] = field(default_factory=list)
@@ -69,14 +69,6 @@ class LintResult:
     corrected: str | None = None  # the pipeline with the mechanical fixes, if any applied
     vsockenc: dict[str, Any] | None = None  # vsockenc_properties(), None without vsockenc
     command_line: bool = False  # a pasted gst-launch-1.0 command: positions count in its pipeline
-
-    @property
-    def status(self) -> str:
-        return worst_status(self.findings)
-
-    @property
-    def ids(self) -> list[str]:
-        return [f.failure_id for f in self.findings]
 
     def to_dict(self) -> dict[str, Any]:
         return {

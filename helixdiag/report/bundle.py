@@ -14,6 +14,7 @@ import time
 from helixdiag import __version__
 from helixdiag.report import html
 from helixdiag.report.model import Report, path_values, redact, secret_values
+from helixdiag.timefmt import iso_now
 
 LOG_TAIL = 256 * 1024  # bytes of each log's end
 MAX_BUNDLE = 8 * 1024 * 1024  # uncompressed, all members together
@@ -55,7 +56,7 @@ def write(report: Report, path: str) -> dict:
         total += len(data)
     manifest = {
         "tool": {"name": "helixdiag", "version": __version__},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": iso_now(),
         "diagnosis": doc["diagnosis"]["status"],
         "root_cause": (doc["diagnosis"]["root_cause"] or {}).get("failure_id"),
         "files": [{"name": n, "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest(),
