@@ -79,6 +79,7 @@ def command(app, listen, to, pcap, pcap_limit, json_lines, reply_timeout, connec
         term.reserve_stdout()
     with contextlib.ExitStack() as stack:
         sink = _Sink(term, _open(stack, json_lines))
+        stack.callback(sink.close)
         if read:
             observer = Observer(sink, reply_timeout=reply_timeout)
             _read(read, observer)
@@ -94,26 +95,66 @@ def command(app, listen, to, pcap, pcap_limit, json_lines, reply_timeout, connec
 
 
 class _Sink:
-    """Where records go: the terminal (one line each, plus failure lines) and JSON lines."""
+    """Where records go: the terminal (a line each, plus one per failure id) and JSON lines.
+    Written in batches, at least every FLUSH_S, so that printing a busy connection costs the
+    observer little: plain text when no colour can be shown (a pipe, a file, NO_COLOR), rich
+    markup on a colour terminal."""
+
+    FLUSH_S = 0.1
+    BATCH = 500
 
     def __init__(self, term, json_out: IO[str] | None) -> None:
         self.term = term
         self.json_out = json_out
-        self._lock = threading.Lock()
+        self.plain = term.human.color_system is None
+        self._lines: list[str] = []
+        self._json: list[str] = []
+        self._lock = threading.Lock()  # the buffers
+        self._write = threading.Lock()  # one batch written at a time, in order
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._flusher, name="tap-output", daemon=True)
+        self._thread.start()
 
     def __call__(self, rec: Record) -> None:
+        text = render.lines(rec, markup=not self.plain)
+        doc = json.dumps(render.to_json(rec), default=str) if self.json_out is not None else None
         with self._lock:
-            if self.json_out is not None:
-                self.json_out.write(json.dumps(render.to_json(rec), default=str) + "\n")
-                self.json_out.flush()
-            for line in render.lines(rec):  # to stderr when stdout carries the JSON
-                self.term.print(line, soft_wrap=True)
+            if doc is not None:
+                self._json.append(doc)
+            if not self.term.quiet:
+                self._lines += text  # to stderr when stdout carries the JSON
+            full = len(self._lines) + len(self._json) > self.BATCH
+        if full:
+            self.flush()
 
     def machine(self, doc: dict) -> None:
         with self._lock:
-            if self.json_out is not None:
-                self.json_out.write(json.dumps(doc) + "\n")
+            self._json.append(json.dumps(doc))
+        self.flush()
+
+    def flush(self) -> None:
+        with self._write:
+            with self._lock:
+                lines, self._lines = self._lines, []
+                docs, self._json = self._json, []
+            if docs and self.json_out is not None:
+                self.json_out.write("\n".join(docs) + "\n")
                 self.json_out.flush()
+            if lines and self.plain:
+                out = self.term.human.file
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+            elif lines:
+                self.term.print("\n".join(lines), soft_wrap=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+        self.flush()
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(self.FLUSH_S):
+            self.flush()
 
 
 def _open(stack: contextlib.ExitStack, dest: str | None) -> IO[str] | None:
