@@ -12,7 +12,9 @@ frames, with the absolute figures beside it:
 2. latency per frame minus the bare encode time of the same frame;
 3. scanout push to 1, 4 and 16 subscribers, and with one subscriber stalled;
 4. `run --all` wall time on the healthy self-test stack, on nothing, on a hung host;
-5. `serve` peak RSS with 16 clients streaming 1080p, and a 4 GiB header.
+5. `serve` peak RSS with 16 clients streaming 1080p, and a 4 GiB header;
+6. the tap's cost: 1080p NV12 request mode through `helixdiag tap` ÷ straight to the same
+   serve, same frames, interleaved rounds (socat in the same spot for comparison).
 
 Everything talks to 127.0.0.1 only, and every wait is bounded (sockets, subprocesses, an
 overall alarm). With py-spy installed in the venv (`pip install py-spy`, profiling only)
@@ -877,6 +879,113 @@ def summarise_spy(text: str) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- 6: the tap's cost
+
+
+class TapProcess(ServeProcess):
+    """`helixdiag tap --listen tcp://127.0.0.1:0 --to SERVE` as a subprocess, its log read from
+    a pipe as it comes (a person's terminal would show every line); counts the message lines."""
+
+    def __init__(self, to: net.Endpoint) -> None:
+        argv = [sys.executable, "-m", "helixdiag", "tap", "--listen", f"tcp://{LOOPBACK}:0", "--to", str(to)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
+                                     cwd=str(REPO), start_new_session=True)
+        self.lines: list[str] = []
+        self.message_lines = 0
+        self.endpoint = self._wait_listening(timeout=30.0)
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.ps = psutil.Process(self.proc.pid)
+
+    def _drain(self) -> None:
+        fd = self.proc.stdout.fileno()
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := os.read(fd, 65536):
+                text = chunk.decode(errors="replace")
+                self.message_lines += text.count(" G→H #") + text.count(" H→G #")
+                self.lines = (self.lines + text.splitlines())[-200:]
+
+
+class SocatRelay:
+    """socat between the same two points, tuned like a careful user would (nodelay both
+    ways, 1 MiB buffer): what a plain user-space relay costs, for comparison."""
+
+    def __init__(self, to: net.Endpoint) -> None:
+        probe = socket.socket()
+        probe.bind((LOOPBACK, 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        self.proc = subprocess.Popen(
+            ["socat", "-b", "1048576", f"TCP-LISTEN:{port},bind={LOOPBACK},reuseaddr,fork,nodelay",
+             f"TCP:{to.host}:{to.port},nodelay"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        self.endpoint = net.Endpoint("tcp", host=LOOPBACK, port=port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
+                return  # (socat serves this probe connection too, and lets it go)
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("socat did not start listening")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+def bench_tap(quick: bool) -> dict:
+    """1080p NV12 request mode through `helixdiag tap` ÷ straight to the same serve, same
+    frames, interleaved round by round (and socat in the same spot, when installed)."""
+    frames = 120 if quick else 300
+    rounds = 3 if quick else 7
+    _log(f"tap: rendering {min(PRERENDERED, frames)} frames")
+    source = Prerendered(1920, 1080, PixelFormat.NV12, min(PRERENDERED, frames))
+    out: dict = {"frames": frames, "rounds": rounds, "direct_fps": [], "tap_fps": [], "socat_fps": [],
+                 "tap_cpu_ms": [], "direct_latency_ms": [], "tap_latency_ms": []}
+    with contextlib.ExitStack() as stack:
+        serve = stack.enter_context(ServeProcess())
+        tap = stack.enter_context(TapProcess(serve.endpoint))
+        socat = SocatRelay(serve.endpoint) if shutil.which("socat") else None
+        if socat:
+            stack.callback(socat.stop)
+        paths = {"direct": serve.endpoint, "tap": tap.endpoint, **({"socat": socat.endpoint} if socat else {})}
+        for ep in paths.values():
+            serve_pass(ep, source, 10)  # warm up every path
+        logged_before = tap.message_lines
+        for r in range(rounds):
+            order = list(paths.items())
+            if r % 2:
+                order.reverse()  # neither path always runs first
+            line = f"  round {r + 1}/{rounds}:"
+            for label, ep in order:
+                cpu0 = tap.cpu_seconds()
+                fps, lat_ms, _ = serve_pass(ep, source, frames)
+                out[f"{label}_fps"].append(fps)
+                if label == "tap":
+                    out["tap_cpu_ms"].append((tap.cpu_seconds() - cpu0) * 1000 / frames)
+                if label in ("direct", "tap"):
+                    out[f"{label}_latency_ms"] += lat_ms
+                line += f" {label} {fps:.1f} fps"
+            _log(line + f" → tap ÷ direct {out['tap_fps'][-1] / out['direct_fps'][-1]:.3f}")
+        time.sleep(0.5)  # the tap's last lines reach the pipe
+        out["messages_logged"] = tap.message_lines - logged_before
+    ratios = [t / d for t, d in zip(out["tap_fps"], out["direct_fps"], strict=True)]
+    out.update({
+        "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "socat_ratio": round(statistics.median(s / d for s, d in zip(out["socat_fps"], out["direct_fps"],
+                                                                      strict=True)), 3) if socat else None,
+        "tap_cpu_ms_per_frame": round(statistics.median(out["tap_cpu_ms"]), 2),
+        "latency_p50_ms": {"direct": round(pct(out["direct_latency_ms"], 50), 2),
+                           "tap": round(pct(out["tap_latency_ms"], 50), 2)},
+    })
+    for key in ("direct_latency_ms", "tap_latency_ms", "tap_cpu_ms"):
+        del out[key]
+    return out
+
+
 # --------------------------------------------------------------------------- machine
 
 
@@ -940,6 +1049,13 @@ def goals(data: dict) -> list[tuple[str, str, str, str, bool | None]]:
             rows.append((f"`run --all` wall time, {label}", f"≤ {goal:g} s", f"**{worst:.2f} s** (worst of "
                          f"{len(ra[label]['times_s'])})", f"reply timeout {ra[label]['timeout_s']:g} s",
                          worst <= goal))
+    tap = data.get("tap")
+    if tap:
+        socat = f"; socat in the same spot {tap['socat_ratio']:.3f}" if tap.get("socat_ratio") else ""
+        rows.append(("Tap cost, 1080p NV12 request mode (through `helixdiag tap` ÷ direct)", "≥ 0.9",
+                     f"**{tap['ratio']:.3f}** (rounds {tap['ratio_min']:.3f}–{tap['ratio_max']:.3f})",
+                     f"{statistics.median(tap['tap_fps']):.1f} vs {statistics.median(tap['direct_fps']):.1f} fps{socat}",
+                     tap["ratio"] >= 0.9))
     mem = data.get("memory")
     if mem:
         rows.append(("`serve` peak RSS, 16 clients streaming 1080p NV12", "bounded (reported)",
@@ -1056,6 +1172,29 @@ def render(data: dict) -> str:
                 f"{h['answer_ms']} ms and closed ({h['closed']}); VmRSS {_mb(h['rss_before'])} before, "
                 f"{_mb(h['rss_after'])} after — the limit is checked on the 12-byte header, nothing is "
                 "allocated."]
+    tap = data.get("tap")
+    if tap:
+        out += ["", "## 6. The tap's cost (1920x1080 NV12, request mode)", "",
+                "`send` (this process, decoding off) → `helixdiag tap --listen tcp://127.0.0.1:0 --to SERVE` "
+                "(a subprocess; its log of every message read from a pipe as it comes) → the same "
+                "`helixdiag serve` subprocess, against `send` straight to that serve; "
+                f"{tap['frames']} frames a pass, {tap['rounds']} rounds, the paths' order alternating "
+                "round by round. Ratio = median over rounds of tap fps ÷ direct fps of the same round. "
+                "socat (when installed) sits in the same spot as a plain relay for comparison, tuned "
+                "(`nodelay` on both sides, `-b 1048576`; untuned — 8 KiB buffer, Nagle on — it ran at "
+                "about 10 fps in a trial on this machine).", "",
+                "| Path | fps per round | median |", "|---|---|---|"]
+        for label in ("direct", "tap", "socat"):
+            fps = tap.get(f"{label}_fps") or []
+            if fps:
+                out.append(f"| {label} | {', '.join(f'{x:.1f}' for x in fps)} | {statistics.median(fps):.1f} |")
+        out += ["", f"Tap ÷ direct **{tap['ratio']:.3f}** (rounds {tap['ratio_min']:.3f}–{tap['ratio_max']:.3f})"
+                + (f"; socat ÷ direct {tap['socat_ratio']:.3f}" if tap.get("socat_ratio") else "") + ". "
+                f"Latency p50 {tap['latency_p50_ms']['direct']} ms direct, {tap['latency_p50_ms']['tap']} ms "
+                f"through the tap. The tap process used {tap['tap_cpu_ms_per_frame']} ms of CPU per frame "
+                "(two kernel copies of the 3 MB request, like any user-space relay, plus decoding a copy, "
+                f"judging and printing); it logged {tap['messages_logged']} message lines for the "
+                f"{2 * tap['frames'] * tap['rounds']} messages of the measured passes."]
     rp = data.get("read_path")
     if rp:
         old, new = rp["runs"]
@@ -1139,7 +1278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the Markdown report here (e.g. docs/benchmarks.md)")
     ap.add_argument("--json", help="also write the raw figures as JSON here")
     ap.add_argument("--quick", action="store_true", help="fewer frames and rounds (about a minute)")
-    ap.add_argument("--only", default="request,scanout,run,memory,profile",
+    ap.add_argument("--only", default="request,scanout,run,memory,profile,tap",
                     help="comma-separated sections to run (default: all)")
     ap.add_argument("--baseline", default=BASELINE_REV,
                     help="git revision whose server is measured beside this tree's (before/after)")
@@ -1182,6 +1321,8 @@ def main(argv: list[str] | None = None) -> int:
         data["run_all"] = bench_run_all(args.quick)
     if "memory" in only:
         data["memory"] = bench_memory(args.quick, None)
+    if "tap" in only:
+        data["tap"] = bench_tap(args.quick)
     signal.alarm(0)
     data["wall_s"] = time.monotonic() - started
     data["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
