@@ -274,6 +274,47 @@ def test_any_number_of_connections_at_once():
     assert all(s["messages"] == 10 and s["closed_by"] == "guest" for s in summaries)
 
 
+def test_a_guest_that_never_reads_does_not_keep_the_tap_from_stopping():
+    """Scanout frames pile up towards a subscriber that stopped reading: the pump towards it
+    blocks in its write, and stop() still ends everything within a second, with the summary."""
+    records: list[Record] = []
+    with running_server(size=HD, fps=60) as server:
+        tap = Tap(TapConfig(listen=parse_address("tcp://127.0.0.1:0", listen=True), to=endpoint_of(server)),
+                  Observer(records.append))
+        ep = tap.start()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect((ep.host, ep.port))
+        try:
+            sock.sendall(protocol.encode(protocol.Subscribe(1)))
+            time.sleep(1.5)  # the tap's write towards us fills and blocks
+            started = time.monotonic()
+            tap.stop()
+            took = time.monotonic() - started
+        finally:
+            sock.close()
+    assert took < 1.0, took
+    summary = next(r.fields for r in records if r.kind == "summary")
+    assert summary["closed_by"] == "tap" and summary["frames"] >= 1
+
+
+def test_half_close_gives_the_other_side_a_second():
+    """The guest sends a PING and shuts down its side (like `nc -N`): the PONG still comes
+    back, then the connection ends."""
+    with running_server(size=(320, 240)) as server, tapped(endpoint_of(server)) as (ep, records):
+        sock = net.connect(ep, 3.0)
+        sock.settimeout(5)
+        sock.sendall(protocol.encode(protocol.Ping(7)))
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(100):
+            data += chunk
+        sock.close()
+        settle(records)
+    assert protocol.decode_all(data) == [protocol.Pong(7)]
+    assert [(r.type, r.event) for r in records if r.kind == "message"] == [("PING", "request"), ("PONG", "reply")]
+
+
 # ---------------------------------------------------------------------- every fault, where it happens
 
 # fault → (kind of record, its message type, sender) where the fault's failure id must show.

@@ -280,7 +280,9 @@ class ConnectionView:
         if msg.nal_count != 1:
             rec.flag("stream-nal-count", f"{msg.nal_count} NAL entries; hosts send 1 and the Go scanout "
                      "reader reads only the first", nal_count=msg.nal_count)
-        data = msg.data
+        # A subscriber reads exactly one entry, as desktop-bridge does; vsockenc joins them all.
+        pushed = rec.event in (PUSH, EARLY_PUSH)
+        data = (bytes(msg.nals[0]) if msg.nals else b"") if pushed else msg.data
         framing = h264.detect_framing(data)
         rec.fields["framing"] = str(framing)
         try:
