@@ -436,6 +436,22 @@ def test_large_requests_are_summarised_not_kept():
 # ---------------------------------------------------------------------- the capture
 
 
+@pytest.mark.parametrize(("fault", "expert"), [("avcc", "hxfr.avcc"), ("no-sps", "hxfr.no_sps_pps"),
+                                              ("bad-magic", "hxfr.bad_magic")])
+def test_the_dissector_objects_where_the_tap_does(fault, expert, short_tmp):
+    pcap = short_tmp / "fault.pcapng"
+    with running_server(size=(320, 240), fault=parse_fault(fault)) as server, \
+            tapped(endpoint_of(server), pcap=pcap) as (ep, records):
+        exchange(ExchangeOptions(endpoint=ep, frames=2, size=(320, 240), timeout=1.0))
+        settle(records)
+    out = subprocess.run([require_tool("tshark"), "-n", "-r", str(pcap), "-X", f"lua_script:{dissector_path()}",
+                          "-Y", expert, "-T", "fields", "-e", "tcp.srcport"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    flagged_by_tap = [r for r in records if FAULT_KINDS[fault].expected_failure in r.failure_ids]
+    assert out and len(out) == len(flagged_by_tap)  # one packet per message the tap flagged
+    assert set(out) == {str(endpoint_of(server).port)}  # all from the host
+
+
 def test_pcap_limit_stops_recording_with_a_comment_and_the_log_goes_on(short_tmp):
     pcap = short_tmp / "small.pcapng"
     with running_server(size=HD) as server, tapped(endpoint_of(server), pcap=pcap, limit=4_000_000) as (ep, records):
