@@ -313,6 +313,7 @@ def test_half_close_gives_the_other_side_a_second():
         settle(records)
     assert protocol.decode_all(data) == [protocol.Pong(7)]
     assert [(r.type, r.event) for r in records if r.kind == "message"] == [("PING", "request"), ("PONG", "reply")]
+    assert not [r for r in records if r.flags]  # a half-close is not giving up
 
 
 # ---------------------------------------------------------------------- every fault, where it happens

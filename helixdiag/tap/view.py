@@ -172,26 +172,41 @@ class ConnectionView:
         return self._count(out)
 
     def closed(self, sender: str, ts: float, *, by_tap: bool = False) -> list[Record]:
-        """`sender`'s side ended (EOF, reset, or the tap stopping). The record comes when the
-        first side ends: that one closed the connection."""
+        """`sender`'s side ended (EOF, reset, or the tap stopping). The `close` record comes
+        when the first side ends (that one closed the connection); requests the guest left
+        unanswered are judged when the second ends (a guest's FIN may be a half-close that
+        still reads its answers)."""
         self.now = ts
         side = self.sides[sender]
         if side.closed:
             return []
         side.closed = True
-        if self.first_closer is not None:
+        if self.first_closer is None:
+            return self._count([self._first_close(sender, side, ts, by_tap)])
+        if by_tap or self.closed_by_tap or self.first_closer == HOST:
             return []
+        left = [m for m, _ in self.conversation.waiting() if id(m) not in self._flagged_silence]
+        if not left:
+            return []
+        unanswered = ", ".join(self._label(m) for m in left)
+        rec = Record("note", ts, self.conn, sender=GUEST, text=f"the connection ended with {unanswered} unanswered")
+        rec.flag("stream-no-reply", f"the guest left with {unanswered} unanswered")
+        return self._count([rec])
+
+    def _first_close(self, sender: str, side: _Side, ts: float, by_tap: bool) -> Record:
         self.first_closer = sender
         self.closed_by_tap = by_tap
         self.closed_at = ts
         who = "the tap (stopping)" if by_tap else f"the {sender}"
         rec = Record("close", ts, self.conn, sender=sender, text=f"closed by {who}")
         if by_tap:
-            return self._count([rec])
+            return rec
         waiting = [m for m, _ in self.conversation.waiting()]
         unanswered = ", ".join(self._label(m) for m in waiting)
         if side.decoder.in_message and side.broken_at is None:
             rec.text += f", {side.decoder.bytes_needed} bytes short of a complete message"
+        if waiting:
+            rec.text += f"; waiting: {unanswered}"
         if sender == HOST:
             if waiting:
                 rec.flag("stream-closed", f"the host closed the connection with {unanswered} unanswered")
@@ -199,11 +214,7 @@ class ConnectionView:
                 rec.flag("stream-closed", "the host closed a subscriber's connection")
             elif side.decoder.in_message and side.broken_at is None:
                 rec.flag("stream-closed", "the host closed the connection in the middle of a message")
-        elif waiting and not all(id(m) in self._flagged_silence for m in waiting):
-            rec.flag("stream-no-reply", f"the guest gave up with {unanswered} unanswered")
-        if waiting:
-            rec.text += f"; unanswered: {unanswered}"
-        return self._count([rec])
+        return rec
 
     # ------------------------------------------------------------------ one message
     def _message(self, sender: str, msg: Message, ts: float) -> Record:
