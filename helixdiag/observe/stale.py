@@ -1,4 +1,5 @@
-"""The one rule for removing a socket file that looks stale (`fix --apply`, `serve --unix`).
+"""The one rule for removing a socket file that looks stale (`fix --apply`, `serve --unix`,
+`tap --listen unix:`), and the one way a server listens on a Unix socket path.
 
 A path is removed only if it is a socket that refuses connections, nobody holds it open,
 and no QEMU that could have bound it is running. The last part matters on macOS: a full
@@ -12,9 +13,14 @@ may go. Every verdict names the rule that decided.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from helixdiag import net
+from helixdiag.errors import ConfigError
 from helixdiag.observe.facts import Observations
 from helixdiag.timefmt import iso_time
 from helixdiag.unixsock import PathState, UnixPathInfo, classify
@@ -61,3 +67,57 @@ def _birth_time(path: str) -> float | None:
     except OSError:
         return None
     return getattr(st, "st_birthtime", st.st_mtime)
+
+
+@dataclass(frozen=True)
+class OwnedSocket:
+    """A Unix socket a server bound, remembered by inode so that it removes only its own."""
+
+    path: str
+    dev: int
+    ino: int
+
+    def remove(self) -> None:
+        """Remove the file if it is still the one we bound (a newer server may own the path)."""
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == (self.dev, self.ino):
+                os.unlink(self.path)
+
+
+def listen_unix(path: str, backlog: int, log: Callable[[str], None] = lambda line: None
+                ) -> tuple[socket.socket, OwnedSocket]:
+    """Listen on a Unix socket path for `serve` and `tap`: a stale leftover is taken over only
+    under `removal_verdict`'s rule; anything else at the path is refused with the reason (exit 2).
+    The socket is owner-only from the moment it exists."""
+    verdict = removal_verdict(path)
+    info = verdict.info
+    if verdict.removable:
+        log(f"taking over stale socket {path} ({verdict.rule})")
+        os.unlink(path)
+    elif info.state == PathState.STALE:
+        raise ConfigError(f"cannot listen on {path}: {verdict.rule}")
+    elif info.state != PathState.MISSING:
+        reasons = {
+            PathState.LIVE: "a live socket: another server is listening there",
+            PathState.NOT_A_SOCKET: f"not a socket ({info.file_type}); refusing to touch it",
+            PathState.PERMISSION: "permission denied",
+            PathState.TOO_LONG: info.detail,
+        }
+        raise ConfigError(f"cannot listen on {path}: {reasons.get(info.state, info.detail)}")
+    try:
+        net.check_unix_path_length(path)
+    except net.NetError as exc:
+        raise ConfigError(str(exc)) from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(str(net.translate(exc, f"bind {path}"))) from None
+    finally:
+        os.umask(old_umask)
+    sock.listen(backlog)
+    st = os.lstat(path)
+    return sock, OwnedSocket(path, st.st_dev, st.st_ino)

@@ -4,7 +4,6 @@ listener, a session thread per client, a producer per active scanout."""
 from __future__ import annotations
 
 import contextlib
-import os
 import selectors
 import socket
 import threading
@@ -13,7 +12,7 @@ import time
 from helixdiag import net, protocol
 from helixdiag.encoders import EncoderUnavailable, open_encoder
 from helixdiag.errors import ConfigError
-from helixdiag.observe.stale import removal_verdict
+from helixdiag.observe.stale import OwnedSocket, listen_unix
 from helixdiag.protocol import (
     ErrorCode,
     ErrorMessage,
@@ -22,7 +21,6 @@ from helixdiag.server.scanout import ScanoutProducer, ScanoutState, Subscriber
 from helixdiag.server.session import ClientSession, close_quietly
 from helixdiag.server.settings import MAX_DIMENSION, Log, ServerConfig, Stats
 from helixdiag.server.shaping import StreamShaper
-from helixdiag.unixsock import PathState
 
 
 class FrameServer:
@@ -34,7 +32,7 @@ class FrameServer:
         self.encoder_note = ""
         self._stop = threading.Event()
         self._listeners: list[socket.socket] = []
-        self._unix_owned: list[tuple[str, int, int]] = []  # path, st_dev, st_ino
+        self._unix_owned: list[OwnedSocket] = []
         self._sessions: set[ClientSession] = set()
         self._sessions_lock = threading.Lock()
         self._scanouts: dict[int, ScanoutProducer] = {}
@@ -115,12 +113,8 @@ class FrameServer:
             with contextlib.suppress(OSError):
                 sock.close()
         self._listeners.clear()
-        for path, dev, ino in self._unix_owned:
-            # Remove only the socket we bound: a newer server may own the path by now.
-            with contextlib.suppress(OSError):
-                st = os.lstat(path)
-                if (st.st_dev, st.st_ino) == (dev, ino):
-                    os.unlink(path)
+        for owned in self._unix_owned:
+            owned.remove()
         self._unix_owned.clear()
 
     # ------------------------------------------------------------------ listeners
@@ -140,37 +134,8 @@ class FrameServer:
         self.endpoints.append(net.Endpoint("tcp", host=bound_host, port=bound_port))
 
     def _listen_unix(self, path: str) -> None:
-        verdict = removal_verdict(path)
-        info = verdict.info
-        if verdict.removable:
-            self.log(f"taking over stale socket {path} ({verdict.rule})")
-            os.unlink(path)
-        elif info.state == PathState.STALE:
-            raise ConfigError(f"cannot listen on {path}: {verdict.rule}")
-        elif info.state != PathState.MISSING:
-            reasons = {
-                PathState.LIVE: "a live socket: another server is listening there",
-                PathState.NOT_A_SOCKET: f"not a socket ({info.file_type}); refusing to touch it",
-                PathState.PERMISSION: "permission denied",
-                PathState.TOO_LONG: info.detail,
-            }
-            raise ConfigError(f"cannot listen on {path}: {reasons.get(info.state, info.detail)}")
-        try:
-            net.check_unix_path_length(path)
-        except net.NetError as exc:
-            raise ConfigError(str(exc)) from None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o077)  # owner-only from the moment it exists
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(str(net.translate(exc, f"bind {path}"))) from None
-        finally:
-            os.umask(old_umask)
-        sock.listen(self._backlog)
-        st = os.lstat(path)
-        self._unix_owned.append((path, st.st_dev, st.st_ino))
+        sock, owned = listen_unix(path, self._backlog, self.log)
+        self._unix_owned.append(owned)
         self._listeners.append(sock)
         self.endpoints.append(net.Endpoint("unix", path=path))
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import os
 import selectors
 import socket
 import threading
@@ -29,10 +28,9 @@ from dataclasses import dataclass
 
 from helixdiag import net
 from helixdiag.errors import ConfigError, UsageError
-from helixdiag.observe.stale import removal_verdict
+from helixdiag.observe.stale import OwnedSocket, listen_unix
 from helixdiag.tap.observer import TICK_S, Observer
 from helixdiag.tap.view import GUEST, HOST, OTHER
-from helixdiag.unixsock import PathState
 
 CHUNK = 1 << 20
 SMALL = 64 << 10  # a chunk shorter than this is copied for the observer; a longer one is lent
@@ -270,7 +268,7 @@ class Tap:
         self.stopping = threading.Event()
         self.endpoint: net.Endpoint | None = None
         self._listener: socket.socket | None = None
-        self._unix_owned: tuple[str, int, int] | None = None
+        self._unix_owned: OwnedSocket | None = None
         self._ids = itertools.count(1)
         self._connections: set[_Connection] = set()
         self._lock = threading.Lock()
@@ -292,11 +290,7 @@ class Tap:
         if self._listener is not None:
             _close(self._listener)
         if self._unix_owned:
-            path, dev, ino = self._unix_owned
-            with contextlib.suppress(OSError):
-                st = os.lstat(path)
-                if (st.st_dev, st.st_ino) == (dev, ino):
-                    os.unlink(path)
+            self._unix_owned.remove()
             self._unix_owned = None
         with self._lock:
             connections = list(self._connections)
@@ -331,27 +325,7 @@ class Tap:
         return sock
 
     def _listen_unix(self, path: str) -> socket.socket:
-        verdict = removal_verdict(path)
-        if verdict.removable:
-            os.unlink(path)
-        elif verdict.info.state != PathState.MISSING:
-            raise ConfigError(f"cannot listen on {path}: {verdict.rule}")
-        try:
-            net.check_unix_path_length(path)
-        except net.NetError as exc:
-            raise ConfigError(str(exc)) from None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o077)  # owner-only, like serve's sockets
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(str(net.translate(exc, f"bind {path}"))) from None
-        finally:
-            os.umask(old_umask)
-        sock.listen(64)
-        st = os.lstat(path)
-        self._unix_owned = (path, st.st_dev, st.st_ino)
+        sock, self._unix_owned = listen_unix(path, 64)
         self.endpoint = net.Endpoint("unix", path=path)
         return sock
 
