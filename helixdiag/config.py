@@ -1,4 +1,4 @@
-"""The options of `run` (SPEC.md §3): flag > HELIXDIAG_<NAME> env > profile > default.
+"""The options of `run` (docs/run.md): flag > HELIXDIAG_<NAME> env > profile > default.
 
 Each resolved value remembers where it came from (`sources`), because "the guest dials
 15937 (from --port) but QEMU listens on 41937 (from its helix-port=)" is the evidence

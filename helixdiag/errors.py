@@ -1,4 +1,4 @@
-"""The tool's own error vocabulary, mapped onto the exit codes of SPEC.md §3.
+"""The tool's own error vocabulary, mapped onto the exit codes of docs/run.md.
 
 Exit codes: 0 no failure, 1 at least one failure, 2 usage or configuration error,
 3 the tool itself crashed. Anything raised as a `HelixdiagError` is shown as one line

@@ -1,4 +1,4 @@
-"""Repairs for what `run` found: a plan first, actions only on `--apply` (SPEC.md §6).
+"""Repairs for what `run` found: a plan first, actions only on `--apply` (docs/tools.md).
 
 What may be done automatically, and nothing more:
   * remove a stale socket file — only a socket that refuses connections and that no
@@ -191,7 +191,7 @@ def undo() -> list[tuple[bool, str]]:
 
 
 def remove_stale_socket(path: str, ctx: ProbeContext) -> str:
-    """The only deletion helixdiag ever does, and only under the SPEC.md §6 rule."""
+    """The only deletion helixdiag ever does, and only under the stale-socket rule of observe/stale.py."""
     verdict = removal_verdict(path)
     if not verdict.removable:
         raise Refused(f"{verdict.rule}: not removed")

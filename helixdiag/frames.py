@@ -1,7 +1,7 @@
 """Synthetic but recognisable raw frames, and the measurements that recognise them.
 
 `SyntheticSource` makes what a guest would send (NV12 / BGRx / RGBx, GStreamer layout,
-PROTOCOL.md §7): diagonal bars sliding with the frame number, a box sweeping across the
+docs/protocol.md, pixel formats): diagonal bars sliding with the frame number, a box sweeping across the
 lower half, and the frame number stamped as two rows of 20 black/white blocks. After a
 trip through an H.264 encoder and decoder, `read_frame_number` reads the stamp back from
 the luma plane and `psnr` compares that luma with what was sent (`luma_plane`). A host

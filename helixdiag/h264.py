@@ -1,6 +1,6 @@
 """Pure H.264 bitstream helpers: NAL splitting, framing detection, SPS parsing.
 
-Used to tell what a hop actually carries (PROTOCOL.md §8): Annex-B with SPS/PPS on
+Used to tell what a hop actually carries (docs/protocol.md): Annex-B with SPS/PPS on
 keyframes (H2 onward) or raw AVCC without parameter sets (H0/H1), and which profile,
 level and picture size the encoder really signals. Everything here works on bytes that
 came off the wire, so every malformed input must end in `H264Error` and nothing else.
@@ -500,7 +500,7 @@ class AuSummary:
     sps: SpsInfo | None  # the first SPS, if present and parseable
     sps_error: str | None  # why the first SPS did not parse
     # True only if there is an IDR slice and both an SPS and a PPS precede the first
-    # one: what a decoder joining at this access unit needs (PROTOCOL.md §8).
+    # one: what a decoder joining at this access unit needs (docs/protocol.md).
     params_before_idr: bool
 
 
@@ -534,7 +534,7 @@ def access_unit_summary(nals: Iterable[Nal]) -> AuSummary:
 
 
 # ----------------------------------------------------------------------------- rewriting
-# Used by `serve --fault` to produce what the early hosts sent (PROTOCOL.md §8).
+# Used by `serve --fault` to produce what the early hosts sent (docs/protocol.md).
 
 START_CODE = b"\x00\x00\x00\x01"
 

@@ -1,4 +1,4 @@
-"""The layers of the path, in data-path order, and which side each runs on (SPEC.md §2).
+"""The layers of the path, in data-path order, and which side each runs on (docs/run.md).
 
 This is the one declaration of the layer list; probes, reports and the diagnosis refer to it.
 """

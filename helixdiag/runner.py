@@ -2,7 +2,7 @@
 
 A probe waits for the probes it `needs`; if one of them failed it is `blocked` without
 running. Probes that talk HXFR take one lock, because some real hosts serve one client at
-a time (PROTOCOL.md §10.2) and two probes must not trip over each other. A probe that
+a time (docs/protocol.md) and two probes must not trip over each other. A probe that
 raises becomes `error` with its message; a probe that overruns becomes `error` too, and the
 run goes on without it (its thread ends by itself: every wait in it is bounded).
 

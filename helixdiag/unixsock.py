@@ -1,6 +1,6 @@
 """What is at a Unix socket path: the one classification serve, the probes and fix share.
 
-The stale-socket rule of SPEC.md §6 starts here: a path may only be taken over (serve) or
+The stale-socket rule (observe/stale.py; docs/tools.md, `fix`) starts here: a path may only be taken over (serve) or
 removed (fix) when it *is* a socket and connecting to it is refused.
 """
 

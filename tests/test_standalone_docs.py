@@ -59,6 +59,19 @@ def test_markdown_cites_no_background_note(path):
     assert not found, f"{path.relative_to(REPO)} cites background notes users do not have: {found}"
 
 
+SHIPPED = sorted(p for p in [*(REPO / "helixdiag").rglob("*"), *(REPO / "checks").glob("*.toml")]
+                 if p.is_file() and p.suffix in (".py", ".json", ".lua", ".toml", ".md"))
+
+
+def test_nothing_the_package_ships_cites_a_background_note():
+    """Docstrings, comments, the report schema, the dissector, the profiles: a user reading any
+    of them has only this project's docs."""
+    found = {str(p.relative_to(REPO)): citations(p.read_text(encoding="utf-8")) for p in SHIPPED}
+    found = {name: lines for name, lines in found.items() if lines}
+    assert len(SHIPPED) > 100
+    assert not found, f"shipped files cite background notes users do not have: {found}"
+
+
 def test_catalog_text_cites_no_background_note():
     bad = {
         f"{entry.id}.{name}": found

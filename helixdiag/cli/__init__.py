@@ -1,7 +1,7 @@
 """The `helixdiag` command: a thin click group over the library.
 
 One module per command; each parses its options, calls the library and hands the result
-to the terminal or a renderer. `main()` maps errors to the exit codes of SPEC.md §3.
+to the terminal or a renderer. `main()` maps errors to the exit codes of docs/run.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """H.264 encoders behind one interface, producing what a Helix host sends back.
 
-Every `encode()` call gives exactly ONE Annex-B access unit (PROTOCOL.md §8): 4-byte
+Every `encode()` call gives exactly ONE Annex-B access unit (docs/protocol.md): 4-byte
 start codes on every NAL, and on keyframes SPS and PPS first, then the IDR slices —
 the shape H2+ hosts produce from VideoToolbox output. Backends:
 

@@ -24,12 +24,12 @@ from helixdiag.pipeline.vsockenc_config import DEFAULT_TCP_PORT, VSOCKENC_DEFAUL
 from helixdiag.pixelcost import REFERENCE_SIZE, frame_cost, grouped
 from helixdiag.protocol import PixelFormat
 
-DEFAULT_HOST = "10.0.2.2"  # PIPELINES.md §2: defaultQEMUHost
-DEFAULT_SIZE = REFERENCE_SIZE  # PIPELINES.md §2.1: HEAD sends native 1080p
+DEFAULT_HOST = "10.0.2.2"  # Helix's desktop pipeline history: defaultQEMUHost
+DEFAULT_SIZE = REFERENCE_SIZE  # Helix's desktop pipeline history: HEAD sends native 1080p
 
 # Inherited from GstObject / GstVideoEncoder: valid on vsockenc, not its own.
 _VSOCKENC_INHERITED = {"name", "parent", "qos", "min-force-key-unit-interval"}
-# PIPELINES.md §3: vsockenc's sink caps.
+# Helix's desktop pipeline history: vsockenc's sink caps.
 VSOCKENC_FORMATS = ("BGRx", "BGRA", "RGBx", "RGBA", "NV12")
 _RGB_FORMATS = {
     "BGRx": PixelFormat.BGRA8888,
@@ -39,9 +39,9 @@ _RGB_FORMATS = {
 }
 
 PIPEWIRE_SOURCES = frozenset({"pipewiresrc", "pipewirezerocopysrc"})
-# Elements that make a converted copy, so the PipeWire buffer is released (PIPELINES.md §5.1).
+# Elements that make a converted copy, so the PipeWire buffer is released (Helix's desktop pipeline history).
 CONVERTERS = frozenset({"videoconvert", "videoconvertscale"})
-# Elements that must not sit between the leaky queue and the encoder (FAILURES.md #4).
+# Elements that must not sit between the leaky queue and the encoder (docs/failures/gst-pipeline-order.md).
 _AFTER_QUEUE_HOLDERS = frozenset({"videoconvert", "videoscale", "videoconvertscale"})
 
 
@@ -245,7 +245,7 @@ class _Linter:
         self.unlinked()
         return self.issues
 
-    # PIPELINES.md §5.5 + FAILURES.md #3 (`96c92fc67` introduced, `7d8db571d` reverted):
+    # Helix's desktop pipeline history + docs/failures/gst-pipeline-order.md (`96c92fc67` introduced, `7d8db571d` reverted):
     # always-copy=true on virtio-gpu stops PipeWire after the first render.
     def always_copy(self) -> None:
         for src in self.p.elements:
@@ -266,7 +266,7 @@ class _Linter:
                 src, fix=fix,
             )
 
-    # PIPELINES.md §4 `94ac4493b`/`1e62082fd` and §2.4, FAILURES.md #1
+    # Helix's desktop pipeline history (`94ac4493b`/`1e62082fd`), docs/failures/gst-pipeline-order.md
     # screencast-shm-not-dmabuf: `pipewirezerocopysrc … buffer-type=dmabuf-passthrough` on
     # virtio-gpu fails with "no more input formats"; HEAD went back to pipewiresrc.
     def zero_copy_source(self, path: _Path) -> None:
@@ -292,8 +292,8 @@ class _Linter:
             src, {"buffer_type": "dmabuf-passthrough"}, fix,
         )
 
-    # FAILURES.md #5 videorate-breaks-negotiation (`ef7639054`/`7bd31c1c1`/`81547decc`),
-    # PIPELINES.md §5 rule 6: no videorate in the vsockenc branch or the virtio source chain.
+    # docs/failures/gst-pipeline-order.md videorate-breaks-negotiation (`ef7639054`/`7bd31c1c1`/`81547decc`),
+    # Helix's desktop pipeline history: no videorate in the vsockenc branch or the virtio source chain.
     def videorate(self, path: _Path) -> None:
         if not (path.vsock or path.pipewire):
             return
@@ -312,7 +312,7 @@ class _Linter:
                 n, fix=fix,
             )
 
-    # PIPELINES.md §5 rule 6 and the §2.3/§2.4 notes: no fixed `framerate` capsfilter on
+    # Helix's desktop pipeline history: no fixed `framerate` capsfilter on
     # pipewiresrc (variable-rate negotiation; on AMD it also strips memory:DMABuf).
     def framerate(self, path: _Path) -> None:
         if not path.pipewire:
@@ -334,7 +334,7 @@ class _Linter:
                 n, {"framerate": rates[0], "capture_source": path.nodes[0].text}, fix,
             )
 
-    # FAILURES.md #4 leaky-queue-before-convert-stall (`d6ff0e538`), PIPELINES.md §5 rules
+    # docs/failures/gst-pipeline-order.md leaky-queue-before-convert-stall (`d6ff0e538`), Helix's desktop pipeline history
     # 1 and 4: convert/scale before the one-buffer leaky queue, the queue right before the
     # encoder. (videorate after the queue is reported by the videorate rule.)
     def after_leaky_queue(self, path: _Path) -> None:
@@ -368,9 +368,9 @@ class _Linter:
                 n, {"queue_index": queue.index, "queue": queue.text}, fix,
             )
 
-    # PIPELINES.md §5 rule 1, the §2.3 note ("no videoconvert before the queue") and history
+    # Helix's desktop pipeline history ("no videoconvert before the queue") and history
     # `4b1da106f`/`a7eadb6fc`: without a videoconvert right after pipewiresrc, the raw
-    # PipeWire buffers themselves wait in the queue / the TCP send (FAILURES.md #4).
+    # PipeWire buffers themselves wait in the queue / the TCP send (docs/failures/gst-pipeline-order.md).
     def missing_convert(self, path: _Path) -> None:
         if not path.pipewire or path.zero_copy:
             return
@@ -402,7 +402,7 @@ class _Linter:
             src, {"held_by": holder.text, "held_by_index": holder.index}, fix,
         )
 
-    # PIPELINES.md §5 rule 3 and FAILURES.md #8 pixel-bandwidth-slirp: feed vsockenc NV12;
+    # Helix's desktop pipeline history and docs/failures/gst-bgra-bandwidth.md pixel-bandwidth-slirp: feed vsockenc NV12;
     # BGRx/BGRA/RGBx/RGBA cost 4 B/px (2.67× NV12) over SLiRP TCP.
     def pixel_format(self, path: _Path) -> None:
         v = path.target
@@ -503,7 +503,7 @@ class _Linter:
                 f"{grouped(cost.nv12_bytes_per_frame)} in NV12 ({cost.ratio_text}) over SLiRP TCP, which "
                 "costs about 67 ms per 3.1 MB")
 
-    # FAILURES.md #6 profile-caps-mismatch (`19df4be73`), PIPELINES.md §5 rule 7: no
+    # docs/failures/gst-profile-caps.md profile-caps-mismatch (`19df4be73`), Helix's desktop pipeline history: no
     # `profile=` in video/x-h264 caps after vsockenc.
     def profile_caps(self, v: Element) -> None:
         for n in self.p.downstream(v):
@@ -523,9 +523,9 @@ class _Linter:
                 n, {"profile": pinned[0]}, fix,
             )
 
-    # PIPELINES.md §3 (socket-path > tcp-host > AF_VSOCK; tcp-host must be an IPv4 literal),
-    # history `90f34f609` (AF_VSOCK never connected); FAILURES.md #21 port-mismatch, compared
-    # only when --host/--port are given (SPEC.md §3).
+    # Helix's desktop pipeline history (socket-path > tcp-host > AF_VSOCK; tcp-host must be an IPv4 literal),
+    # history `90f34f609` (AF_VSOCK never connected); docs/failures/port-mismatch.md port-mismatch, compared
+    # only when --host/--port are given (docs/run.md).
     def transport(self, v: Element) -> None:
         props = _props_of(v, defaults=True)
         host, port = self.host, self.port
@@ -595,7 +595,7 @@ class _Linter:
             self.note(f"{v.label()} has tcp-port={tcp_port}, outside 1..65535: the connect uses "
                       f"{tcp_port & 0xFFFF} (16 bits)")
 
-    # Advice that is not a failure: PIPELINES.md §5 rules 2, 4 and 8.
+    # Advice that is not a failure: Helix's desktop pipeline history 2, 4 and 8.
     def advice(self, path: _Path) -> None:
         if path.vsock:
             assert path.target is not None
@@ -637,7 +637,7 @@ class _Linter:
         if not down:
             self.note(f"{v.label()}'s output is not linked to anything")
             return
-        # PIPELINES.md §5 rule 8: end with h264parse config-interval=-1 ! …,alignment=au
+        # Helix's desktop pipeline history: end with h264parse config-interval=-1 ! …,alignment=au
         if not any(isinstance(n, Element) and n.factory == "h264parse" and (n.prop("config-interval") or "").strip() == "-1"
                    for n in down):
             self.note(f"no `h264parse config-interval=-1` after {v.label()}: SPS/PPS will not precede every "

@@ -1,6 +1,6 @@
 """vsockenc's configuration as a pipeline sets it, for the lint rules and other probes.
 
-`VSOCKENC_DEFAULTS` holds vsockenc's own properties and their defaults (PIPELINES.md §3);
+`VSOCKENC_DEFAULTS` holds vsockenc's own properties and their defaults (the vsockenc element's source);
 `vsockenc_properties()` reads the first vsockenc's properties off a pipeline (integers as
 ints, defaults filled in) and `vsockenc_endpoint()` says where it connects (unix socket,
 TCP or vsock, in the element's order of precedence).
@@ -13,9 +13,9 @@ from typing import Any
 
 from helixdiag.pipeline.syntax import Element, Pipeline, _as_pipeline
 
-DEFAULT_TCP_PORT = 15937  # PIPELINES.md §3: vsockenc's tcp-port default (= defaultQEMUPort)
+DEFAULT_TCP_PORT = 15937  # the vsockenc element's source: vsockenc's tcp-port default (= defaultQEMUPort)
 
-# PIPELINES.md §3: vsockenc's own properties and their defaults.
+# the vsockenc element's source: vsockenc's own properties and their defaults.
 VSOCKENC_DEFAULTS: Mapping[str, Any] = {
     "socket-path": None,
     "cid": 2,
@@ -49,7 +49,7 @@ def _props_of(el: Element, defaults: bool) -> dict[str, Any]:
 
 
 def vsockenc_properties(pipeline: str | Pipeline, *, defaults: bool = True) -> dict[str, Any]:
-    """The first vsockenc's properties (PIPELINES.md §3 names), `{}` without a vsockenc.
+    """The first vsockenc's properties (the vsockenc element's source names), `{}` without a vsockenc.
 
     Integer properties are ints (the raw string if not a number); with `defaults` the
     element's defaults fill what the pipeline does not set (tcp-port 15937, …)."""
@@ -59,7 +59,7 @@ def vsockenc_properties(pipeline: str | Pipeline, *, defaults: bool = True) -> d
 
 
 def vsockenc_endpoint(pipeline: str | Pipeline) -> tuple[Any, ...] | None:
-    """Where the first vsockenc connects, in its own order of precedence (PIPELINES.md §3):
+    """Where the first vsockenc connects, in its own order of precedence (the vsockenc element's source):
     ('unix', path) | ('tcp', host, port) | ('vsock', cid, port); None without a vsockenc."""
     props = vsockenc_properties(pipeline)
     if not props:

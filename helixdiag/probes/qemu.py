@@ -218,7 +218,7 @@ def judge_dylibs(deps: parsers.OtoolDeps) -> Outcome:
         return failed("qemu-dylib-sysroot",
                       f"{len(build)} dylib path(s) point into a build tree, e.g. {build[0]}", **evidence)
     if evidence["other_absolute"]:
-        # Homebrew dependencies (capstone, gnutls) are left alone by fix-qemu-paths.sh (FAILURES #32).
+        # Homebrew dependencies (capstone, gnutls) are left alone by fix-qemu-paths.sh (docs/failures/qemu-dylib-sysroot.md).
         return passed("no build-tree paths; some dylibs come from a package prefix (Homebrew)", **evidence)
     return passed("every dylib path is a system or @rpath path", **evidence)
 

@@ -1,1 +1,1 @@
-"""The report: its model (SPEC.md §4) and one renderer per format."""
+"""The report: its model (docs/report.md) and one renderer per format."""

@@ -1,4 +1,4 @@
-"""The report document of SPEC.md §4, built from probe results and the diagnosis."""
+"""The report document of docs/report.md, built from probe results and the diagnosis."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class Report:
 
 
 def secret_values(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment values whose names say they are secret (SPEC.md §4), longest first."""
+    """Environment values whose names say they are secret (docs/report.md), longest first."""
     env = os.environ if env is None else env
     found = {name: value for name, value in env.items()
              if value and len(value) >= 4 and any(w in name.upper() for w in SECRET_WORDS)}

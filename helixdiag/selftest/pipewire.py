@@ -1,4 +1,4 @@
-"""A private, real PipeWire stack (PIPEWIRE-TESTING.md §1, §2, §7), for the tests and the
+"""A private, real PipeWire stack, for the tests and the
 self-test.
 
 `private_pipewire()` starts dbus-daemon + pipewire + wireplumber in a fresh, short

@@ -115,7 +115,7 @@ class Stack:
         self.notes.append(f"socat 127.0.0.1:{self.port} → {target}")
 
     def start_pipewire(self) -> None:
-        """A private PipeWire with a live video source (PIPEWIRE-TESTING.md); raises
+        """A private PipeWire with a live video source; raises
         PipeWireUnavailable when this machine cannot run one."""
         self.pipewire = self._contexts.enter_context(private_pipewire())
         self.pipewire_source = self.pipewire.start_source()

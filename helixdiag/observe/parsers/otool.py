@@ -51,7 +51,7 @@ class OtoolDeps:
     """`otool -L BINARY`: the binary named in the header line and its load commands.
 
     `suspicious_paths` are the absolute paths outside /usr/lib and /System/Library, in order and
-    without repeats: what a sandboxed UTM may refuse to load (FAILURES.md #32).
+    without repeats: what a sandboxed UTM may refuse to load (docs/failures/qemu-dylib-sysroot.md).
     """
 
     binary: str | None

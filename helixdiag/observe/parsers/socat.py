@@ -65,7 +65,7 @@ class SocatAddress:
 class SocatConfig:
     """A socat command line. `listen` is the TCP (or Unix) listening address, `target` the other
     one. `target_path` is resolved against the cwd given to the parser when it was relative
-    (FAILURES.md #27); `target_path_as_written` keeps the original. `bind` None = all addresses.
+    (docs/failures/socat-wrong-target.md); `target_path_as_written` keeps the original. `bind` None = all addresses.
     """
 
     argv: tuple[str, ...]
