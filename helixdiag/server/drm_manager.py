@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from helixdiag import net, protocol
 from helixdiag.errors import ConfigError
 from helixdiag.faults import Fault
+from helixdiag.observe.stale import OwnedSocket, listen_unix
 from helixdiag.timefmt import iso_time
-from helixdiag.unixsock import PathState, classify
 
 REQUEST = struct.Struct("<BII")  # 9
 REPLY = struct.Struct("<BI64s")  # 69
@@ -71,7 +71,7 @@ class DrmManager:
         self.leases: dict[int, socket.socket] = {}  # scanout id → the lease holder's connection
         self.released: list[int] = []  # ids released, in order (tests and the self-test read it)
         self._listener: socket.socket | None = None
-        self._owned: tuple[int, int] | None = None
+        self._owned: OwnedSocket | None = None
         self._threads: list[threading.Thread] = []
         self._refusing: socket.socket | None = None  # holds a port that refuses (fault wrong-port)
         self.qemu = config.qemu
@@ -108,24 +108,14 @@ class DrmManager:
 
     def _listen(self) -> None:
         path = self.config.socket
-        info = classify(path)
-        if info.state == PathState.STALE:
-            os.unlink(path)
-        elif info.state != PathState.MISSING:
-            self.log("ERROR", "DRM manager error", err=f"listen {path}: {info.detail}")
-            raise ConfigError(f"drm-manager: cannot listen on {path}: {info.detail}")
         os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"drm-manager: {net.translate(exc, f'listen {path}')}") from None
+            sock, self._owned = listen_unix(path, 16)
+        except ConfigError as exc:
+            self.log("ERROR", "DRM manager error", err=f"listen {path}: {exc.message}")
+            raise ConfigError(f"drm-manager: {exc.message}") from None
         os.chmod(path, 0o777)  # every container's desktop connects
-        sock.listen(16)
         sock.settimeout(0.2)
-        st = os.lstat(path)
-        self._owned = (st.st_dev, st.st_ino)
         self._listener = sock
 
     def stop(self) -> None:
@@ -143,10 +133,7 @@ class DrmManager:
                 with contextlib.suppress(OSError):
                     sock.close()
         if self._owned is not None:
-            with contextlib.suppress(OSError):
-                st = os.lstat(self.config.socket)
-                if (st.st_dev, st.st_ino) == self._owned:
-                    os.unlink(self.config.socket)
+            self._owned.remove()
             self._owned = None
 
     def __enter__(self) -> DrmManager:
