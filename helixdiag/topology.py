@@ -23,10 +23,9 @@ from helixdiag import net
 from helixdiag.config import KNOWN_PORTS, SOCKET_NAME, RunConfig
 from helixdiag.observe import parsers
 from helixdiag.observe.facts import Observations
-from helixdiag.observe.processes import ProcInfo
+from helixdiag.observe.processes import START_TIME_PRECISION_S, ProcInfo
 
 QEMU_DEFAULT_PORT = 15937  # helix-port=0 means this (qemu-utm virtio-gpu.h)
-START_TIME_PRECISION_S = 1.0  # Linux derives start times from the boot time in whole seconds
 
 # How a tie between candidates is broken, strongest evidence first.
 TIE_RULES = ("holds the listener", "the Helix app's pid file", "the newest start time")

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from helixdiag.timefmt import iso_time
 
 QEMU_NAMES = ("qemu-system-", "qemu-aarch64-softmmu", "qemulauncher")
+# A process's start time is known to about a second (Linux derives it from the boot time in
+# whole seconds): two times closer than this are in no known order.
+START_TIME_PRECISION_S = 1.0
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from helixdiag import net
 from helixdiag.errors import ConfigError
 from helixdiag.observe.facts import Observations
+from helixdiag.observe.processes import START_TIME_PRECISION_S
 from helixdiag.timefmt import iso_time
 from helixdiag.unixsock import PathState, UnixPathInfo, classify
-
-START_TIME_PRECISION_S = 1.0  # process start times are known to about a second
 
 
 @dataclass(frozen=True)

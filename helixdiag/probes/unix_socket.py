@@ -6,13 +6,12 @@ import time
 
 from helixdiag import net
 from helixdiag.layers import Side
+from helixdiag.observe.processes import START_TIME_PRECISION_S
 from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
 from helixdiag.results import Outcome, failed, passed, skipped
 from helixdiag.timefmt import iso_time as _iso
 from helixdiag.unixsock import PathState
-
-START_TIME_PRECISION_S = 1.0
 
 
 def _path(ctx: ProbeContext) -> tuple[str | None, str]:
@@ -91,8 +90,7 @@ def _age_against_qemu(ctx: ProbeContext, mtime: float | None, evidence: dict[str
         newest = q.process.started
         evidence["qemu_pid"] = q.pid
         evidence["qemu_started"] = _iso(newest)
-        # A process start time is only known to about a second (Linux derives it from the
-        # boot time in whole seconds): closer than that, the order is unknown (None).
+        # Closer than the start time's precision, the order is unknown (None).
         if abs(mtime - newest) > START_TIME_PRECISION_S:
             evidence["socket_older_than_qemu"] = mtime < newest
         else:

@@ -391,7 +391,6 @@ BY_CLASS: dict[type, MessageSpec] = {s.cls: s for s in MESSAGES.values()}
 FIXED_PAYLOAD: dict[int, int | None] = {t: s.payload for t, s in MESSAGES.items()}
 GUEST_TO_HOST = frozenset(t for t, s in MESSAGES.items() if s.sender == GUEST)
 HOST_TO_GUEST = frozenset(t for t, s in MESSAGES.items() if s.sender == HOST)
-REPLIES = frozenset(t for s in MESSAGES.values() for t in s.answered_by)
 
 
 def type_name(msg_type: int) -> str:
