@@ -13,7 +13,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check helixdiag tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # ruff, and the import layers of docs/architecture.md (also checked inside `make test`).
 lint: setup

@@ -589,3 +589,11 @@ def test_parse_address():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("ts", [1733343647.528, 1733343647.5279996, 1733343647.9999996, 1733343647.0000004])
+def test_a_time_prints_the_same_live_and_read_back_from_the_capture(ts):
+    from helixdiag.tap.render import clock, iso_ms
+    recorded = round(ts * 1e6) / 1e6  # what the pcapng block stores and `tap --read` gets back
+    assert clock(ts) == clock(recorded) and iso_ms(ts) == iso_ms(recorded)
+    assert iso_ms(1733343647.9999996).endswith(":48.000Z")  # the carry reaches the seconds

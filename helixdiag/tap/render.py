@@ -14,13 +14,23 @@ ARROW = {GUEST: "G→H", "host": "H→G"}
 MAX_NAL_TYPES = 8
 
 
+def _split(ts: float) -> tuple[int, int]:
+    """Whole seconds and the millisecond, taken from the microsecond a capture records (pcap.py
+    rounds to it), so the live view and `tap --read` of its capture print the same time: the
+    float read back (e.g. ….527999) would otherwise truncate one millisecond lower."""
+    micros = round(ts * 1e6)
+    return micros // 1_000_000, micros // 1000 % 1000
+
+
 def clock(ts: float) -> str:
     """Local wall time to the millisecond, like a capture's time column."""
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+    secs, ms = _split(ts)
+    return time.strftime("%H:%M:%S", time.localtime(secs)) + f".{ms:03d}"
 
 
 def iso_ms(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+    secs, ms = _split(ts)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
 
 
 def lines(rec: Record, *, markup: bool = True) -> list[str]:
