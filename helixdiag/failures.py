@@ -234,6 +234,121 @@ _ENTRIES: tuple[Failure, ...] = (
         "GST_DEBUG_FILE=/tmp/vsockenc.log <the pipeline>` (or `docker logs <desktop container> "
         "> bridge.log` for desktop-bridge) and pass that file with --gst-log.",
     ),
+    # ── drm-manager (scanout path) ────────────────────────────────────────────────────
+    Failure(
+        "drm-manager-not-running", "drm-manager", F,
+        "The DRM lease daemon (helix-drm-manager) is not running or its socket does not answer",
+        "In scanout mode every desktop asks helix-drm-manager, through /run/helix-drm/drm.sock, "
+        "for a DRM lease on its own virtual connector. Without the daemon mutter-lease-launcher "
+        "fails with `Failed to get lease`, GNOME never starts, nothing is drawn on any scanout "
+        "and the host has no frames to push.",
+        "In the VM: `sudo systemctl restart helix-drm-manager`, then check "
+        "`systemctl is-active helix-drm-manager` and `journalctl -u helix-drm-manager -n 50`. "
+        "Desktops started while it was down must be restarted (recreate the session).",
+        explains=frozenset({"scanout-no-frames", "scanout-not-rendered", "drm-lease-failed"}),
+    ),
+    Failure(
+        "drm-socket-stale-mount", "drm-manager", F,
+        "The container sees a stale copy of the lease socket (a bind-mounted file, not the directory)",
+        "When /run/helix-drm/drm.sock itself is bind-mounted into a container, the mount keeps "
+        "the inode of the socket that existed then. After the daemon restarts it binds a new "
+        "socket at the same path in the VM, but the container still sees the old one, which "
+        "refuses every connection. Mounting the directory /run/helix-drm avoids this.",
+        "Mount the directory (`-v /run/helix-drm:/run/helix-drm`), not the socket file, and "
+        "recreate the container. helixdiag never removes this socket: it belongs to the daemon.",
+        explains=frozenset({"drm-manager-not-running", "scanout-no-frames", "scanout-not-rendered"}),
+        intrinsic=True,
+    ),
+    Failure(
+        "drm-manager-not-master", "drm-manager", F,
+        "helix-drm-manager cannot become DRM master (another display server holds the GPU)",
+        "The daemon must be the only DRM master on /dev/dri/card0 to hand out leases. While "
+        "another master holds the card (GDM, a stray gnome-shell or Xorg in the VM), its "
+        "DRM_IOCTL_SET_MASTER fails, it logs `failed to create DRM manager` and exits; systemd "
+        "restarts it every 5 s, and it fails again.",
+        "In the VM: `sudo systemctl disable --now gdm` (and stop any other display server: "
+        "`pgrep -a 'gdm|Xorg|gnome-shell'`), then `sudo systemctl restart helix-drm-manager`.",
+        explains=frozenset({"drm-manager-not-running", "scanout-no-frames", "scanout-not-rendered",
+                            "drm-lease-failed"}),
+        intrinsic=True,
+    ),
+    Failure(
+        "drm-manager-wrong-port", "drm-manager", F,
+        "helix-drm-manager sends ENABLE_SCANOUT to a port the host does not listen on",
+        "Before each lease the daemon enables the scanout in QEMU over TCP at QEMU_ADDR "
+        "(from /etc/helix-drm-manager.env, default 10.0.2.2:15937). When that port is not the "
+        "one QEMU's frame export listens on (41937 in the Helix Mac app), every lease fails "
+        "with `enable scanout in QEMU failed ... connection refused`.",
+        "Set `QEMU_ADDR=10.0.2.2:PORT` (the host's helix-port) in /etc/helix-drm-manager.env, "
+        "`sudo systemctl restart helix-drm-manager`, then restart the desktops.",
+        explains=frozenset({"scanout-no-frames", "scanout-not-rendered", "drm-lease-failed",
+                            "scanout-pool-exhausted"}),
+        intrinsic=True,
+    ),
+    Failure(
+        "scanout-pool-exhausted", "drm-manager", F,
+        "helix-drm-manager has no scanout left to lease",
+        "The daemon hands out at most 15 scanouts (connectors Virtual-2 to Virtual-16). Each "
+        "desktop holds one as long as its lease connection lives; stray desktops, test clients "
+        "or leaked leases use them all up and the next desktop gets `no scanouts available`.",
+        "List the desktops that hold leases (`docker ps` in the sandbox) and stop the stray "
+        "ones; `cat /sys/class/drm/card0-Virtual-*/status` shows which connectors are taken. "
+        "Restarting the daemon frees the pool, but running desktops must then be restarted too.",
+        explains=frozenset({"scanout-no-frames", "scanout-not-rendered"}),
+    ),
+    Failure(
+        "drm-lease-failed", "drm-manager", F,
+        "A lease was asked for but not granted, or granted and never driven",
+        "The daemon enabled the scanout but the kernel refused the lease "
+        "(`create lease failed ... MODE_CREATE_LEASE`), or the desktop got its lease and Mutter "
+        "never lit the connector (connected, but `enabled` stays `disabled`): no udev seat tag "
+        "for the card, no system D-Bus for logind-stub, or a plane Mutter cannot use.",
+        "Read `journalctl -u helix-drm-manager` for the lease error, and the desktop's log for "
+        "`No GPUs found` or `Plane has no advertised formats`; check `/run/udev/tags/seat/` in "
+        "the desktop container. Restart the desktop once fixed.",
+        explains=frozenset({"scanout-no-frames", "scanout-not-rendered"}),
+    ),
+    # ── scanout (scanout path) ────────────────────────────────────────────────────────
+    Failure(
+        "scanout-outputs-missing", "scanout", F,
+        "The VM has one display connector: QEMU runs without max_outputs=16",
+        "Each desktop needs its own virtual connector. QEMU creates them only with "
+        "`-global virtio-gpu-gl-pci.max_outputs=16`; without it the guest sees Virtual-1 "
+        "alone (the console), the daemon reports `available_scanouts=0` and every lease fails.",
+        "Start QEMU with `-global virtio-gpu-gl-pci.max_outputs=16` (the Helix Mac app does; "
+        "an old or hand-made launch may not), then check in the VM that "
+        "`ls /sys/class/drm | grep -c Virtual` says 16.",
+        explains=frozenset({"scanout-pool-exhausted", "drm-lease-failed", "scanout-no-frames",
+                            "scanout-not-rendered"}),
+        intrinsic=True,
+    ),
+    Failure(
+        "scanout-not-rendered", "scanout", F,
+        "The bridge watches a scanout that nobody draws on",
+        "The desktop's GNOME draws on the scanout it leased, whose id mutter-lease-launcher "
+        "writes to $XDG_RUNTIME_DIR/helix-scanout-id. When desktop-bridge reads another id "
+        "(a different XDG_RUNTIME_DIR, a stale HELIX_SCANOUT_ID) or finds no file and leases a "
+        "connector of its own, it subscribes to a scanout that never changes: no frames.",
+        "Make the launcher and the bridge use the same XDG_RUNTIME_DIR (normally /run/user/1000) "
+        "and unset HELIX_SCANOUT_ID; restart the desktop. The id, the connector Virtual-(id+1) "
+        "and the bridge's `subscribed to QEMU scanout` line must agree.",
+        explains=frozenset({"scanout-no-frames"}),
+        intrinsic=True,
+    ),
+    # ── desktop-bridge (scanout path) ─────────────────────────────────────────────────
+    Failure(
+        "bridge-wrong-port", "desktop-bridge", F,
+        "desktop-bridge dials a port the host's frame export does not listen on",
+        "The bridge connects to 10.0.2.2 at HELIX_FRAME_EXPORT_PORT (default 15937), copied "
+        "from the sandbox's environment when the desktop is created. A sandbox started before "
+        "the port was set keeps the old value, and `failed to start streamer ... connect to "
+        "QEMU` follows every viewer.",
+        "Set HELIX_FRAME_EXPORT_PORT to the host's helix-port (41937 in the Helix Mac app) in "
+        "the sandbox's environment (~/helix/.env.vm), restart the sandbox and start a new "
+        "session.",
+        explains=frozenset({"scanout-no-frames", "scanout-connection-lost"}),
+        intrinsic=True,
+    ),
     # ── guest-tcp ─────────────────────────────────────────────────────────────────────
     Failure(
         "guest-tcp-refused", "guest-tcp", F,
@@ -686,6 +801,57 @@ _ENTRIES: tuple[Failure, ...] = (
         "Use scanout mode (Helix's default on virtio-gpu, HELIX_VIDEO_MODE=scanout), or run a host that "
         "implements FRAME_REQUEST: an H2/H3 QEMU build, or the reference server "
         "(`helixdiag serve`).",
+    ),
+    Failure(
+        "scanout-no-frames", "stream", F,
+        "Subscribed to the scanout, but no frame arrives",
+        "Hosts encode a scanout only when the guest flushes it, so a static desktop sends "
+        "nothing — that alone proves nothing. It is a failure when the host shows why: an "
+        "encoder or blit error, a subscription the frame path cannot see (`NO_SUBSCRIBER` "
+        "while a client is subscribed: the export initialised twice), or a scanout that is not "
+        "enabled or not drawn.",
+        "Move something on the desktop and re-run. If frames still do not come, read the "
+        "host's log (`helixdiag logs QEMU-LOG`) for `[ENCODE] ... status=`, `GL blit failed` "
+        "or `NO_SUBSCRIBER`, and check the lease layers (`helixdiag run drm-manager scanout`).",
+    ),
+    Failure(
+        "scanout-mid-gop", "stream", W,
+        "The subscription joined mid-GOP: frames arrive, but no keyframe yet",
+        "The host's encoder keeps running across subscribers and forces a keyframe only on "
+        "its very first frame, then one every 60 encoded frames. A new subscriber gets "
+        "P-frames that cannot be decoded until the next keyframe; on a mostly static desktop "
+        "that can take long, and the viewer stays black.",
+        "Move something on the desktop to produce frames until the next keyframe, or "
+        "reconnect the viewer. A host that forces a keyframe on SUBSCRIBE fixes it for good.",
+    ),
+    Failure(
+        "scanout-idle-drop", "stream", F,
+        "The host dropped a subscriber that sent nothing for a while (its read timeout)",
+        "A subscriber sends nothing after SUBSCRIBE. Some host builds wait for client "
+        "messages with a timeout (60 s on H4, 600 s on H3) and close a silent client, so a "
+        "stream freezes after a minute of viewing, with `QEMU frame read error ... EOF` in "
+        "the bridge's log.",
+        "Use a host build without the idle timeout, or a client that sends PING more often "
+        "than the timeout. Reconnecting the viewer starts a new subscription.",
+    ),
+    Failure(
+        "scanout-connection-lost", "stream", F,
+        "The subscription's connection ended while frames were expected",
+        "When the connection to the host breaks (the host closed it, a partial send, QEMU "
+        "restarted), desktop-bridge's reader stops and never reconnects: viewers keep a "
+        "frozen picture until the browser reconnects.",
+        "Reload the viewer to start a new subscription. Read the host's log around the time "
+        "of the bridge's `QEMU frame read error` (`Partial send`, `Send error`, `Client N "
+        "disconnected`) to see why it closed.",
+    ),
+    Failure(
+        "scanout-slots-exhausted", "stream", F,
+        "The host has no client slot left and closes new connections at once",
+        "The frame export serves at most 16 clients at a time, shared by the bridges, the "
+        "drm-manager's short connections and probes. The 17th is accepted and closed "
+        "immediately (`No client slots available, rejecting`), so a new viewer or lease fails.",
+        "Find what holds the connections on the host (`lsof -nP -iTCP:PORT`) and stop stray "
+        "clients or test tools; restarting the VM frees every slot.",
     ),
 )
 

@@ -22,6 +22,11 @@ _COMMON = {
     "vsockenc": ("pipewire", "guest-tcp"),
     "encoder": (),
     "qemu": (),
+    # The scanout path: a desktop draws only on a leased scanout, and the bridge's stream
+    # needs that scanout and the guest's TCP path to the host.
+    "drm-manager": (),
+    "scanout": ("drm-manager",),
+    "desktop-bridge": ("scanout", "guest-tcp"),
 }
 DEPENDS_ON: dict[str, dict[str, tuple[str, ...]]] = {
     "socat": {

@@ -25,7 +25,11 @@ class Layer:
 LAYERS: tuple[Layer, ...] = (
     Layer("pipewire", Side.GUEST, "daemon reachable, a video source exists, frames flow"),
     Layer("vsockenc", Side.GUEST, "element installed, pipeline passes the lint, healthy log"),
-    Layer("guest-tcp", Side.GUEST, "TCP connect to HOST:PORT and a protocol answer"),
+    # The scanout path (today's default): the lease daemon, the desktop's scanout, the bridge.
+    Layer("drm-manager", Side.GUEST, "the lease daemon runs, its socket answers, it dials the host's port"),
+    Layer("scanout", Side.GUEST, "connectors exist; the desktop's scanout id agrees and is driven"),
+    Layer("desktop-bridge", Side.GUEST, "the bridge runs in scanout mode, dials the host's port, healthy log"),
+    Layer("guest-tcp", Side.GUEST, "TCP connect to HOST:PORT, a protocol answer, a subscription"),
     Layer("socat", Side.HOST, "socat running, listen port and Unix target right"),
     Layer("unix-socket", Side.HOST, "socket path exists, is a socket, someone listens"),
     Layer("qemu", Side.HOST, "QEMU running with helix, listening, init markers in its log"),
