@@ -13,15 +13,10 @@ import time
 import pytest
 from conftest import endpoint_of, running_server
 
+from helixdiag.drm_client import LeaseError, release_scanout, request_lease
 from helixdiag.errors import ConfigError
 from helixdiag.faults import Fault
-from helixdiag.server.drm_manager import (
-    DrmManager,
-    LeaseError,
-    ManagerConfig,
-    release_scanout,
-    request_lease,
-)
+from helixdiag.server.drm_manager import DrmManager, ManagerConfig
 from helixdiag.server.generations import GENERATIONS
 
 pytestmark = pytest.mark.timeout(30)

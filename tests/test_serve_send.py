@@ -429,7 +429,7 @@ def test_cli_scanout_send_against_a_static_h4_is_subscribed_with_no_frames():
 
 
 def test_cli_serve_with_its_drm_manager_a_lease_and_a_subscriber(short_tmp):
-    from helixdiag.server.drm_manager import request_lease
+    from helixdiag.drm_client import request_lease
 
     drm = str(short_tmp / "drm.sock")
     proc = subprocess.Popen(helixdiag_cmd("serve", "--tcp", "127.0.0.1:0", "--generation", "h4", "--size", "320x240",

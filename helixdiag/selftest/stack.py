@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helixdiag.config import RunConfig
+from helixdiag.drm_client import Lease, LeaseError, request_lease
 from helixdiag.errors import ConfigError
 from helixdiag.faults import Fault
 from helixdiag.selftest.pipewire import PipeWireStack, Source, private_pipewire
 from helixdiag.server import FrameServer, ServerConfig
-from helixdiag.server.drm_manager import DrmManager, Lease, LeaseError, ManagerConfig, request_lease
+from helixdiag.server.drm_manager import DrmManager, ManagerConfig
 
 PIPEWIRE_VARS = ("PIPEWIRE_REMOTE", "PIPEWIRE_RUNTIME_DIR")
 FAKE_QEMU_NAME = "qemu-system-aarch64"

@@ -30,15 +30,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from helixdiag import net, protocol
+from helixdiag import protocol
 from helixdiag.errors import ConfigError
 from helixdiag.faults import Fault
 from helixdiag.observe.stale import OwnedSocket, listen_unix
+from helixdiag.protocol.drm import CMD_LEASE, CMD_RELEASE, REQUEST, pack_reply, unpack_request
 from helixdiag.timefmt import iso_time
 
-REQUEST = struct.Struct("<BII")  # 9
-REPLY = struct.Struct("<BI64s")  # 69
-CMD_LEASE, CMD_RELEASE = 1, 2
 DEFAULT_SIZE = (1920, 1080)
 MAX_POOL = 15  # scanout ids 1..15; 0 is the VM's console
 _SCANOUT_RESP_PAYLOAD = protocol.FIXED_PAYLOAD[protocol.MsgType.SCANOUT_RESP]
@@ -168,7 +166,7 @@ class DrmManager:
             if raw is None:
                 self.log("ERROR", "read request failed", err="EOF")
                 return
-            cmd, width, height = REQUEST.unpack(raw)
+            cmd, width, height = unpack_request(raw)
             if cmd == CMD_LEASE:
                 keep = self._lease(conn, width, height)
             elif cmd == CMD_RELEASE:
@@ -186,7 +184,7 @@ class DrmManager:
                     conn.close()
 
     def _reply(self, conn: socket.socket, status: int, scanout: int, text: str) -> None:
-        conn.sendall(REPLY.pack(status, scanout, text.encode()[:64]))
+        conn.sendall(pack_reply(status, scanout, text))
 
     def _lease(self, conn: socket.socket, width: int, height: int) -> bool:
         width, height = (width, height) if width and height else DEFAULT_SIZE
@@ -218,7 +216,7 @@ class DrmManager:
         with self._lock:
             self.leases[scanout] = conn
         try:
-            socket.send_fds(conn, [REPLY.pack(0, scanout, connector.encode())], [fd])
+            socket.send_fds(conn, [pack_reply(0, scanout, connector)], [fd])
         except OSError as exc:
             self.log("ERROR", "send lease FD failed", err=str(exc))
             self._release(scanout, why="send failed")
@@ -361,91 +359,3 @@ def _lease_fd(scanout: int, connector: str) -> int:
     os.write(write_end, text)
     os.close(write_end)
     return read_end
-
-
-# --------------------------------------------------------------------------- the client side
-
-
-class LeaseError(Exception):
-    """A lease request failed; the text is what the desktop's launcher would log."""
-
-
-@dataclass
-class Lease:
-    """A lease as a desktop holds it: closing it (or the process exiting) releases it."""
-
-    scanout_id: int
-    connector: str
-    fd: int
-    sock: socket.socket
-
-    def release(self) -> None:
-        for close in (lambda: os.close(self.fd), self.sock.close):
-            with contextlib.suppress(OSError):
-                close()
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def request_lease(path: str, width: int = 0, height: int = 0, timeout: float = 15.0) -> Lease:
-    """cmd 1, like mutter-lease-launcher: the reply and the lease fd over SCM_RIGHTS."""
-    sock = _dial(path, timeout)
-    try:
-        sock.sendall(REQUEST.pack(CMD_LEASE, width, height))
-        data, fds, _, _ = socket.recv_fds(sock, REPLY.size, 1)
-        while fds == [] and 0 < len(data) < REPLY.size:  # the rest of a reply cut in two
-            more = sock.recv(REPLY.size - len(data))
-            if not more:
-                break
-            data += more
-    except OSError as exc:
-        sock.close()
-        raise LeaseError(f"read response: {exc}") from None
-    if len(data) < REPLY.size:
-        sock.close()
-        raise LeaseError(f"short response: {len(data)} bytes")
-    status, scanout, name = REPLY.unpack(data)
-    text = name.split(b"\0", 1)[0].decode(errors="replace")
-    if status != 0:
-        sock.close()
-        for fd in fds:
-            os.close(fd)
-        raise LeaseError(f"lease request failed: {text}")
-    if not fds:
-        sock.close()
-        raise LeaseError("no lease FD received via SCM_RIGHTS")
-    for extra in fds[1:]:
-        os.close(extra)
-    return Lease(scanout, text, fds[0], sock)
-
-
-def release_scanout(path: str, scanout: int, timeout: float = 5.0) -> None:
-    """cmd 2: release `scanout`, whoever holds it (no reply)."""
-    with _dial(path, timeout) as sock:
-        sock.sendall(REQUEST.pack(CMD_RELEASE, scanout, 0))
-
-
-def probe(path: str, timeout: float = 5.0) -> tuple[int, int, str]:
-    """cmd 0, the harmless liveness probe: (status, scanout_id, text) — 1, 0, "unknown command"."""
-    with _dial(path, timeout) as sock:
-        sock.sendall(REQUEST.pack(0, 0, 0))
-        data = _recv_exactly(sock, REPLY.size)
-    if data is None:
-        raise LeaseError("short response")
-    status, scanout, name = REPLY.unpack(data)
-    return status, scanout, name.split(b"\0", 1)[0].decode(errors="replace")
-
-
-def _dial(path: str, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise LeaseError(f"connect to {path}: {net.translate(exc, 'dial unix')}") from None
-    return sock
