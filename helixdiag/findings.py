@@ -18,16 +18,21 @@ class Finding:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     count: int = 1
+    # The evidence can make a finding weaker than its catalog severity (e.g. no frame seen
+    # but nothing proves the host failed: "warn"); None takes the catalog's.
+    level: str | None = None
 
     def __post_init__(self) -> None:
         if self.failure_id not in CATALOG:
             raise ValueError(f"unknown failure id {self.failure_id!r}: add it to helixdiag/failures.py")
+        if self.level is not None and self.level not in {str(s) for s in Severity}:
+            raise ValueError(f"unknown severity {self.level!r}")
         # Messages quote peers and logs: a control character must never reach a terminal.
         self.message = printable(self.message)
 
     @property
     def severity(self) -> str:
-        return str(CATALOG[self.failure_id].severity)
+        return self.level or str(CATALOG[self.failure_id].severity)
 
     @property
     def remedy(self) -> str:

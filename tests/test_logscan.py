@@ -128,13 +128,14 @@ def _failures_strings() -> dict[str, list[str]]:
     gst_strings += [t for c in _table_cells(s3[s3.index("Historical strings"):], 2) for t in _ticks(c)]
     qemu_strings = [t for c in _table_cells(s4_tables, 0) for t in _ticks(c)]
     qemu_strings += _ticks(s4_tables[s4_tables.index("Other host-side strings"):])
-    return {"gst": gst_strings + _ticks(s44), "qemu": qemu_strings}
+    # 4.4's guest Go strings: desktop-bridge's and helix-drm-manager's own log kinds
+    return {"gst": gst_strings, "qemu": qemu_strings, "go": _ticks(s44)}
 
 
 @pytest.mark.skipif(not FAILURES_MD.is_file(), reason=f"{FAILURES_MD} is not in this checkout")
 def test_every_failures_md_string_is_in_the_table():
     strings = _failures_strings()
-    assert len(strings["gst"]) > 70 and len(strings["qemu"]) > 180
+    assert len(strings["gst"]) + len(strings["go"]) > 70 and len(strings["qemu"]) > 180
     missing = []
     for kind, fmts in strings.items():
         for fmt in fmts:
@@ -146,9 +147,19 @@ def test_every_failures_md_string_is_in_the_table():
                 else:
                     continue  # "… SCANOUT_RESP", "…, stride=%u": tails of the string before
             line = _instantiate(fmt)
-            if logscan.RULES[kind].dispatch.match(line) is None:
+            kinds = ("bridge", "drm", "gst") if kind == "go" else (kind,)
+            if all(_go_match(k, line) is None for k in kinds):
                 missing.append((kind, fmt))
     assert not missing, missing
+
+
+def _go_match(kind: str, line: str):
+    """The row a line matches, a Go daemon's line taken apart first (its content)."""
+    if kind in ("bridge", "drm"):
+        from helixdiag.logscan.slog import parse
+
+        line = parse(line).content
+    return logscan.RULES[kind].dispatch.match(line)
 
 
 @pytest.mark.parametrize(("kind", "line", "name"), [
@@ -165,8 +176,18 @@ def test_every_failures_md_string_is_in_the_table():
     ("gst", "Failed to read frame response", "gst.old.read-frame-response-failed"),
     ("gst", "Finished frame pts=0 keyframe=1 nal_count=1 total_size=5", "gst.old.finished"),
     ("gst", "Invalid response magic: 0x00000000", "gst.old.invalid-response-magic"),
-    ("gst", 'msg="QEMU frame read error" err="bad magic: 0x1 (expected 0x52465848)"', "gst.go.bad-magic"),
-    ("gst", "connect to QEMU for disable failed", "gst.go.disable-connect-failed"),
+    ("bridge", 'QEMU frame read error err="bad magic: 0x1 (expected 0x52465848)"', "bridge.read-bad-magic"),
+    ("bridge", 'QEMU frame read error err="read header: EOF"', "bridge.read-error"),
+    ("bridge", 'failed to start streamer err="start scanout source: connect to QEMU 10.0.2.2:15937: '
+               'dial tcp 10.0.2.2:15937: connect: connection refused"', "bridge.start-wrong-port"),
+    ("bridge", 'failed to start streamer err="start scanout source: subscribe response: unexpected '
+               'msg_type: 0x2"', "bridge.start-subscribe-race"),
+    ("bridge", "subscribe response: unexpected msg_type: 0x2", "bridge.subscribe-race"),
+    ("drm", "connect to QEMU for disable failed", "drm.disable-connect-failed"),
+    ("drm", "DRM resources enumerated crtcs=16 connectors=16", "drm.resources"),
+    ("drm", "DRM resources enumerated crtcs=1 connectors=1", "drm.resources-one"),
+    ("drm", 'enable scanout in QEMU failed err="read scanout response: read header: EOF" scanout_idx=2',
+     "drm.enable-eof"),
     ("qemu", "[HELIX] Frame request: resource_id=0, 64x32, pts=0", "qemu.frame-request"),
     ("qemu", "[HELIX] Frame request: resource_id=0, 64x32, pts=0, pixel_data=NO (0 bytes)",
      "qemu.frame-request-pixels"),
@@ -200,7 +221,32 @@ SCENARIOS = {
     "gst_old_recv_thread.log": ("gst", {"vsockenc-peer-closed", "vsockenc-desync"}),
     "gst_old_p0.log": ("gst", {"vsockenc-peer-closed"}),
     "gst_bgra_bandwidth.log": ("gst", {"gst-bgra-bandwidth"}),
-    "gst_bridge_scanout.log": ("gst", {"stream-bad-magic"}),
+    "bridge_bad_magic.log": ("bridge", {"stream-bad-magic"}),
+    "bridge_healthy.log": ("bridge", set()),
+    "bridge_own_lease.log": ("bridge", {"scanout-not-rendered", "scanout-no-frames"}),
+    "bridge_wrong_port.log": ("bridge", {"bridge-wrong-port"}),
+    "bridge_mid_gop.log": ("bridge", {"scanout-mid-gop"}),
+    "bridge_idle_drop.log": ("bridge", {"scanout-idle-drop"}),
+    "bridge_connection_lost.log": ("bridge", {"scanout-connection-lost"}),
+    "bridge_static_no_frames.log": ("bridge", {"scanout-no-frames"}),
+    "drm_healthy.log": ("drm", set()),
+    "drm_not_master.log": ("drm", {"drm-manager-not-master"}),
+    "drm_pool_exhausted.log": ("drm", {"scanout-pool-exhausted"}),
+    "drm_wrong_port.log": ("drm", {"drm-manager-wrong-port"}),
+    "drm_one_connector.log": ("drm", {"scanout-outputs-missing", "scanout-pool-exhausted"}),
+    "drm_standin_captured.log": ("drm", set()),
+    "drm_standin_pool_empty_captured.log": ("drm", {"scanout-pool-exhausted"}),
+    "drm_standin_no_master_captured.log": ("drm", {"drm-manager-not-master"}),
+    "drm_standin_wrong_port_captured.log": ("drm", {"drm-manager-wrong-port"}),
+    "qemu_h4_scanout_healthy.log": ("qemu", set()),
+    "qemu_h4_slots_exhausted.log": ("qemu", {"scanout-slots-exhausted"}),
+    "qemu_h4_encode_error.log": ("qemu", {"encoder-error", "scanout-no-frames"}),
+    "qemu_h4_double_init_scanout.log": ("qemu", {"scanout-no-frames"}),
+    "qemu_h4_captured_not_encoded.log": ("qemu", {"scanout-no-frames"}),
+    "qemu_h5_scanout_keepalive.log": ("qemu", set()),
+    "qemu_h4_scanout_captured.log": ("qemu", set()),
+    "qemu_h4_no_frames_captured.log": ("qemu", {"scanout-no-frames"}),
+    "qemu_h4_double_init_captured.log": ("qemu", {"stream-no-reply", "scanout-no-frames"}),
     "qemu_h2_healthy.log": ("qemu", set()),
     "qemu_h3_scanout.log": ("qemu", set()),
     "qemu_multi_run.log": ("qemu", set()),
@@ -211,7 +257,7 @@ SCENARIOS = {
     "qemu_h1_resource0.log": ("qemu", {"vsockenc-host-error"}),
     "qemu_h4_frame_request_ignored.log": ("qemu", {"frame-request-ignored"}),
     "qemu_encoder_error.log": ("qemu", {"encoder-error"}),
-    "qemu_double_init.log": ("qemu", {"stream-no-reply"}),
+    "qemu_double_init.log": ("qemu", {"stream-no-reply", "scanout-no-frames"}),
     "qemu_no_helix.log": ("unknown", set()),
 }
 
@@ -352,11 +398,16 @@ def test_gst_nal_count_above_one_is_a_warning():
     assert s.failure_ids == ["stream-nal-count"] and s.status == "warn"
 
 
-def test_gst_bridge_scanout_mode():
-    s = scan_file(LOGS / "gst_bridge_scanout.log")
-    assert s.video_mode == "scanout"
-    assert "scanout-mode" in {n.key for n in s.notes}
+def test_bridge_scanout_mode():
+    s = scan_file(LOGS / "bridge_bad_magic.log")
+    assert s.kind == "bridge" and s.video_mode == "scanout"
+    assert s.subscribed_scanout == 1 and s.frames == 298 and s.frames_dropped == 1
     assert "41 88 0e 9a" in s.finding("stream-bad-magic").message
+    # the reader's bad magic is the cause: not also a lost connection or missing frames
+    assert s.failure_ids == ["stream-bad-magic"]
+    # read as a vsockenc log, it only says the bridge runs in scanout mode
+    g = scan_file(LOGS / "bridge_bad_magic.log", kind="gst")
+    assert g.video_mode == "scanout" and "scanout-mode" in {n.key for n in g.notes} and not g.findings
 
 
 def test_gst_line_shape_variants():
@@ -456,7 +507,9 @@ def test_qemu_encoder_error_codes():
 def test_qemu_encode_status_nonzero():
     s = scan_qemu_log(["[ENCODE] scanout=1 frame=7 slot=0 status=-12902 1920x1080",
                        "[ENCODE] scanout=1 frame=8 slot=1 status=0 1920x1080"])
-    assert s.failure_ids == ["encoder-error"] and s.encodes == 2
+    # a failed encode is also why a subscriber gets no frame
+    assert s.failure_ids == ["encoder-error", "scanout-no-frames"] and s.encodes == 2
+    assert s.encode_errors == 1 and s.frames_encoded == 8
 
 
 def test_qemu_double_init():
@@ -487,7 +540,7 @@ def test_qemu_unknown_types_and_rejections():
                        "[HELIX] Client recv timeout (30s idle), disconnecting"])
     assert s.unknown_message_types == {"48": 2, "3": 1}
     assert s.clients_rejected == 1 and s.recv_timeouts == 1
-    assert s.failure_ids == ["stream-closed"]
+    assert s.failure_ids == ["scanout-slots-exhausted"]
     assert "SUBSCRIBE" in next(n.message for n in s.notes if n.key == "unknown-types")
 
 

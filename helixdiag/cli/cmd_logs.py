@@ -1,4 +1,5 @@
-"""`helixdiag logs FILE...`: scan GST_DEBUG (vsockenc) and QEMU `[HELIX]` logs for known signatures.
+"""`helixdiag logs FILE...`: scan vsockenc GST_DEBUG logs, QEMU `[HELIX]` logs, desktop-bridge's
+output and helix-drm-manager's journal for known signatures.
 
 Each file is scanned in bounded memory (`helixdiag.logscan`); its kind is detected from the
 content unless `--kind` says. Every file says how many lines were read and recognised; a
@@ -26,14 +27,15 @@ SCHEMA = "helixdiag.logs/v1"
 
 @click.command("logs")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--kind", type=click.Choice(["auto", "gst", "qemu"]), default="auto", show_default=True,
-              help="Log kind: vsockenc GST_DEBUG (gst) or QEMU stderr / helix-debug.log (qemu); "
-                   "auto detects it from the content.")
+@click.option("--kind", type=click.Choice(["auto", *logscan.KINDS]), default="auto", show_default=True,
+              help="Log kind: vsockenc GST_DEBUG (gst), QEMU stderr / helix-debug.log (qemu), "
+                   "desktop-bridge's output (bridge: docker logs DESKTOP) or helix-drm-manager's "
+                   "journal (drm: journalctl -u helix-drm-manager); auto detects it from the content.")
 @click.option("--json", "json_dest", metavar="PATH|-", callback=output_file,
               help="Write the results as JSON ('-' = stdout only).")
 @click.pass_obj
 def command(app, files: tuple[str, ...], kind: str, json_dest: str | None) -> None:
-    """Scan vsockenc GST_DEBUG logs and QEMU [HELIX] logs for known failure signatures.
+    """Scan vsockenc, QEMU, desktop-bridge and helix-drm-manager logs for known failure signatures.
 
     FILE may be plain text or gzip; '-' reads standard input. Every finding names its
     failure id; `helixdiag explain ID` tells what it means and how to fix it.
@@ -41,6 +43,7 @@ def command(app, files: tuple[str, ...], kind: str, json_dest: str | None) -> No
     \b
     Examples:
       docker logs ubuntu-external-1 2>&1 | helixdiag logs -
+      journalctl -u helix-drm-manager --no-pager | helixdiag logs --kind drm -
       helixdiag logs qemu-stderr.log gst.log
       helixdiag logs --kind qemu helix-debug.log --json report.json
     """

@@ -1,8 +1,10 @@
-"""Scan vsockenc GST_DEBUG logs and QEMU `[HELIX]` logs for the known signatures.
+"""Scan vsockenc GST_DEBUG logs, QEMU `[HELIX]` logs, desktop-bridge's output and
+helix-drm-manager's journal for the known signatures.
 
 One declarative table (`SIGNATURES`) holds every known log string (vsockenc, including its
 historical formats; the host's init/transport, legacy FRAME_REQUEST and scanout strings;
-desktop-bridge's Go strings), each with its log kind, its meaning, the failure id it proves
+desktop-bridge's; helix-drm-manager's and the desktop's lease helpers'), each with its log
+kind, its meaning, the failure id it proves
 (or None for informational and healthy markers), the facts it extracts (the regex's named
 groups, plus an init `step` for host lines) and what a matching line does (its `effect`s,
 or for the few that need state across lines, the scanner method named as its `handler`).
@@ -11,12 +13,21 @@ It is compiled per kind into `RULES` (dispatch and a plan per row). Two scanners
 * `scan_gst_log(lines)` → `GstLogSummary`: the per-frame sequence, frame counts, connect
   targets, and the vsockenc findings.
 * `scan_qemu_log(lines)` → `QemuLogSummary`: init steps, version banner, listener, clients,
-  and the host findings.
+  the scanout frame path (captured, encoded, errors), and the host findings.
+* `scan_lines(lines, "bridge")` → `BridgeLogSummary`: desktop-bridge (`docker logs DESKTOP`:
+  `[desktop-bridge] ` slog text, zerolog JSON, printf lines): video mode, the scanout id and
+  where it came from, the subscriptions and their frames, the reader's end.
+* `scan_lines(lines, "drm")` → `DrmLogSummary`: helix-drm-manager (`journalctl -u
+  helix-drm-manager`, short or short-iso, or bare slog lines): QEMU address, socket,
+  connectors, pool, leases held, in the daemon's last run.
 
 Both stream: they look at one line at a time and keep only counters and bounded samples, so
 a 100 MB log is scanned in bounded memory. `scan_file(path, kind="auto")` opens a file (or
 a gzip file) with `errors="replace"`, caps every line at `MAX_LINE_CHARS`, and picks the kind
-from the first line that only one kind can produce. No scanner raises on any input line.
+from the first line that only one kind can produce (a desktop-bridge log that turns out to
+hold vsockenc GST_DEBUG lines is judged as a vsockenc log). `scan_path(name, kind)` is the
+same for a path or `-`, standard input, which is read once per process and kept (several
+logs may name it). No scanner raises on any input line.
 
 Matching: a GST_DEBUG line is split into time, level, category, function and message (file
 line numbers change between versions and are ignored); the message is matched at its start,
@@ -35,10 +46,12 @@ Judgement notes (the places where a log alone is ambiguous):
 * helix-debug.log is appended across QEMU runs; every "Initializing frame export" after a
   completed init starts a new run, and only the last run is judged (earlier runs are listed).
 
-The package: `signatures` (the table), `dispatch` (the table compiled: line → signature →
+The package: `signature` (a row), `signatures` (the table; its bridge and drm parts in
+`signatures_bridge`, `signatures_drm`), `dispatch` (the table compiled: line → signature →
 plan), `summary` (the result types), `scanner` (constants, effect kinds, the shared scanner
-base), `gst` and `qemu` (the two scanners, their effect kinds and stateful handlers); this
-module holds the entry points.
+base), `gst`, `qemu`, `bridge` and `drm` (the scanners, their effect kinds and stateful
+handlers; `slog` takes the Go daemons' lines apart), `stdin` (standard input, read once);
+this module holds the entry points.
 """
 
 from __future__ import annotations
@@ -53,12 +66,24 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from helixdiag.errors import ConfigError, UsageError
+from helixdiag.logscan import stdin
+from helixdiag.logscan.bridge import _BridgeScanner
 from helixdiag.logscan.dispatch import RULES, Rules, compile_rules
+from helixdiag.logscan.drm import _DrmScanner
 from helixdiag.logscan.gst import _GstScanner
 from helixdiag.logscan.qemu import _QemuScanner
-from helixdiag.logscan.scanner import EVIDENCE_CHARS, INIT_STEPS, KINDS, MAX_LINE_CHARS, Effect
+from helixdiag.logscan.scanner import (
+    EVIDENCE_CHARS,
+    INIT_STEPS,
+    KINDS,
+    MAX_LINE_CHARS,
+    Effect,
+    _Scanner,
+)
 from helixdiag.logscan.signatures import SIGNATURES, Signature, signatures_for
 from helixdiag.logscan.summary import (
+    BridgeLogSummary,
+    DrmLogSummary,
     GstLogSummary,
     LogSummary,
     Note,
@@ -67,6 +92,9 @@ from helixdiag.logscan.summary import (
 )
 
 __all__ = [
+    "STDIN",
+    "BridgeLogSummary",
+    "DrmLogSummary",
     "EVIDENCE_CHARS",
     "INIT_STEPS",
     "KINDS",
@@ -85,6 +113,7 @@ __all__ = [
     "scan_file",
     "scan_gst_log",
     "scan_lines",
+    "scan_path",
     "scan_qemu_log",
     "scan_stream",
     "signatures_for",
@@ -116,47 +145,75 @@ def scan_qemu_log(lines: Iterable[str]) -> QemuLogSummary:
     return summary
 
 
+STDIN = stdin.STDIN
+_SCANNERS: dict[str, type[_Scanner]] = {"gst": _GstScanner, "qemu": _QemuScanner,
+                                        "bridge": _BridgeScanner, "drm": _DrmScanner}
+
+
 def _check_kind(kind: str) -> None:
     if kind not in (*KINDS, "auto"):
-        raise UsageError(f"unknown log kind {kind!r}: choose auto, gst or qemu")
+        raise UsageError(f"unknown log kind {kind!r}: choose auto, {', '.join(KINDS)}")
 
 
 def scan_lines(lines: Iterable[str | bytes], kind: str = "auto",
                source: str | None = None) -> LogSummary:
-    """Scan lines of one kind: "gst", "qemu", or "auto" (decided by the first line that only
-    one kind produces; with no such line the result is an `UnknownLogSummary`)."""
+    """Scan lines of one kind ("gst", "qemu", "bridge", "drm"), or "auto": decided by the
+    first line that only one kind produces (on a tie the order of `KINDS`); with no such line
+    the result is an `UnknownLogSummary`. A log taken for desktop-bridge's is also read as a
+    vsockenc log, and judged as one when it holds vsockenc GST_DEBUG lines (vsockenc runs
+    inside desktop-bridge, so its lines carry the same prefix)."""
     _check_kind(kind)
     cut = [0]
     it = iter(lines) if isinstance(lines, _CappedLines) else _prepared(lines, cut)
     no = 0
-    scanner: _GstScanner | _QemuScanner
+    scanners: list[_Scanner]
     if kind == "auto":
-        g, q = _GstScanner(RULES["gst"]), _QemuScanner(RULES["qemu"])
-        chosen: _GstScanner | _QemuScanner | None = None
+        candidates = [_SCANNERS[k](RULES[k]) for k in KINDS]
+        chosen: _Scanner | None = None
         for line in it:
             no += 1
-            dg, dq = g.feed(no, line), q.feed(no, line)
-            if dg or dq:
-                chosen = g if dg >= dq else q
+            scores = [sc.feed(no, line) for sc in candidates]
+            best = max(scores)
+            if best:
+                chosen = candidates[scores.index(best)]
                 break
         if chosen is None:
-            unknown = UnknownLogSummary(source=source, lines=no, binary_lines=g.binary_lines,
+            unknown = UnknownLogSummary(source=source, lines=no,
+                                        binary_lines=candidates[0].binary_lines,
                                         long_lines=cut[0] + getattr(lines, "long_lines", 0))
-            unknown.notes.append(Note("unrecognised", "no vsockenc GST_DEBUG line and no QEMU "
-                                      "[HELIX] line: not a log this tool knows (use --kind to "
-                                      "force one)"))
+            unknown.notes.append(Note("unrecognised", "no vsockenc GST_DEBUG line, no QEMU [HELIX] "
+                                      "line, no desktop-bridge or helix-drm-manager line: not a "
+                                      "log this tool knows (use --kind to force one)"))
             return unknown
-        scanner = chosen
+        scanners = [chosen]
+        if chosen.kind == "bridge":
+            scanners.append(next(sc for sc in candidates if sc.kind == "gst"))
     else:
-        scanner = _GstScanner(RULES["gst"]) if kind == "gst" else _QemuScanner(RULES["qemu"])
-    feed = scanner.feed
-    for line in it:
-        no += 1
-        feed(no, line)
-    summary = scanner.finish()
+        scanners = [_SCANNERS[kind](RULES[kind])]
+    if len(scanners) == 1:
+        feed = scanners[0].feed
+        for line in it:
+            no += 1
+            feed(no, line)
+    else:
+        for line in it:
+            no += 1
+            for sc in scanners:
+                sc.feed(no, line)
+    summary = _judged(scanners)
     summary.source = source
     summary.long_lines = cut[0] + getattr(lines, "long_lines", 0)
     return summary
+
+
+def _judged(scanners: list[_Scanner]) -> LogSummary:
+    """The summary of the one scanner, or of a bridge log that holds vsockenc lines: gst."""
+    if len(scanners) == 2 and getattr(scanners[1], "vsockenc_lines", 0):
+        summary = scanners[1].finish()  # type: ignore[attr-defined]
+        summary.notes.append(Note("bridge-lines", "desktop-bridge's own lines are in this log "
+                                  "too: scan it with --kind bridge for them"))
+        return summary
+    return scanners[0].finish()  # type: ignore[attr-defined]
 
 
 class _CappedLines:
@@ -235,6 +292,23 @@ def scan_file(path: str | os.PathLike[str], kind: str = "auto", *,
         text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", errors="replace"))
         summary = scan_stream(text, kind, name)
     summary.source_age_s = round(max(0.0, time.time() - mtime), 1)
+    return summary
+
+
+def scan_path(name: str, kind: str = "auto", *,
+              on_read: Callable[[int], None] | None = None) -> LogSummary:
+    """`scan_file` for a path, or for `-`: standard input, read once per process and kept in
+    a private temporary file, so several scans (several logs given as `-`, a re-run) all see
+    it. `on_read(n)` counts the bytes as they are read (stdin's as they arrive)."""
+    _check_kind(kind)
+    if name != STDIN:
+        return scan_file(name, kind, on_read=on_read)
+    try:
+        copy = stdin.copy(on_read)
+    except (OSError, ValueError) as exc:  # ValueError: stdin already closed
+        raise ConfigError(f"cannot read {stdin.SOURCE}: {_reason(exc)}") from None
+    summary = scan_file(copy, kind)
+    summary.source, summary.source_age_s = stdin.SOURCE, None
     return summary
 
 

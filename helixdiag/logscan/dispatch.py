@@ -18,12 +18,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from helixdiag.logscan.bridge import _BridgeScanner
+from helixdiag.logscan.drm import _DrmScanner
 from helixdiag.logscan.gst import _GstScanner
 from helixdiag.logscan.qemu import _QemuScanner
 from helixdiag.logscan.scanner import KINDS, Step, _noted, _proves, _Scanner
 from helixdiag.logscan.signatures import SIGNATURES, Signature, check_table
 
-_SCANNERS: dict[str, type[_Scanner]] = {"gst": _GstScanner, "qemu": _QemuScanner}
+_SCANNERS: dict[str, type[_Scanner]] = {"gst": _GstScanner, "qemu": _QemuScanner,
+                                        "bridge": _BridgeScanner, "drm": _DrmScanner}
 
 # ── dispatch: bucket signatures by the first one or two words of their literal prefix ──
 

@@ -113,6 +113,9 @@ class _Run:
         self.frame_requests = self.no_pixels = self.replies = self.encodes = self.drops = 0
         self.transfer_pending: dict[str, Any] | None = None
         self.no_subscriber_after_subscribe = 0
+        self.captured = self.captured_unencoded = self.frames_encoded = 0
+        self.encode_errors = self.keepalives = 0
+        self.last_captured: dict[str, Any] | None = None
         self.lines = 0
 
     @property
@@ -279,6 +282,7 @@ class _QemuScanner(_Scanner):
         if m["fe"] != m["g_fe"]:
             acc = self._hit("stream-no-reply", no, line, sig, m)
             acc.extra["double_init"] = True
+            self._hit("scanout-no-frames", no, line, sig, m).extra["double_init"] = True
 
     def _on_frame_request_pixels(self, sig: Signature, no: int, line: str,
                                  m: re.Match[str]) -> None:
@@ -288,17 +292,25 @@ class _QemuScanner(_Scanner):
             self._hit("stream-wrong-picture", no, line, sig, m)
 
     def _on_encode(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
-        """a non-zero encode status proves encoder-error (and is counted as its code)"""
+        """a non-zero encode status proves encoder-error and scanout-no-frames (and is counted
+        as its code); status 0: the largest frame number encoded is kept"""
+        run = self.run
         if m["status"] != "0":
             self._hit("encoder-error", no, line, sig, m)
-            _bounded_add(self.run.encoder_errors, m["status"])
+            self._hit("scanout-no-frames", no, line, sig, m)
+            _bounded_add(run.encoder_errors, m["status"])
+            run.encode_errors += 1
+        else:
+            run.frames_encoded = max(run.frames_encoded, _int(m["frame"]) or 0)
 
     def _on_frame_ready_no_subscriber(self, sig: Signature, no: int, line: str,
                                       m: re.Match[str]) -> None:
-        """a page flip found no subscriber: counted when a subscribed client is still open"""
+        """a page flip found no subscriber while a subscribed client is still open: the
+        subscription is invisible to the frame path (double init), scanout-no-frames"""
         if self.run.subscribes and m["active_clients"] == "0" and any(
                 s["open"] for s in self.run.slots.values()):
             self.run.no_subscriber_after_subscribe += 1
+            self._hit("scanout-no-frames", no, line, sig, m).extra["double_init"] = True
 
     # ---------------------------------------------------------------- the end
     def finish(self) -> QemuLogSummary:
@@ -324,6 +336,8 @@ class _QemuScanner(_Scanner):
         s.unknown_message_types = dict(run.unknown_types)
         s.frame_requests, s.requests_without_pixels = run.frame_requests, run.no_pixels
         s.replies_sent, s.encodes, s.frames_dropped = run.replies, run.encodes, run.drops
+        s.frames_captured, s.frames_encoded = run.captured, run.frames_encoded
+        s.encode_errors, s.keepalives = run.encode_errors, run.keepalives
         s.findings = self._findings(run, s)
         self._run_notes(run, s)
         s.notes = list(self.notes.values())
@@ -415,10 +429,23 @@ class _QemuScanner(_Scanner):
                 msg = f"{acc.count} encoded replies could not be delivered: " \
                       f"{acc.fields.get('error', 'client gone')}"
             out.append(finding("stream-no-reply", msg))
+        no_frames = self._no_frames(run, finding)
+        if no_frames is not None:
+            out.append(no_frames)
         if "stream-closed" in accs:
             acc = accs["stream-closed"]
             parts = [f"{self.by_name[n].meaning} ×{c}" for n, c in acc.sigs.items()]
             out.append(finding("stream-closed", "the host dropped clients: " + "; ".join(parts)))
+        if "scanout-slots-exhausted" in accs:
+            acc = accs["scanout-slots-exhausted"]
+            out.append(finding("scanout-slots-exhausted", f"the host turned away {acc.count} "
+                               "client(s): 'No client slots available' (all 16 slots in use)",
+                               rejected=run.rejected))
+        if "scanout-connection-lost" in accs:
+            acc = accs["scanout-connection-lost"]
+            parts = [f"{self.by_name[n].meaning} ×{c}" for n, c in acc.sigs.items()]
+            out.append(finding("scanout-connection-lost", "the host broke subscribers' "
+                               "connections: " + "; ".join(parts)))
         silent = [(cid, v) for cid, v in run.slots.items()
                   if v["silent"] and v["open"] and v.get("started_line")]
         if s.generation == "H4" and silent:
@@ -432,6 +459,34 @@ class _QemuScanner(_Scanner):
                  "silent_clients": [c for c, _ in silent][:_SAMPLES], "version": run.version},
                 len(silent)))
         return out
+
+    def _no_frames(self, run: _Run, finding: Any) -> Finding | None:
+        """scanout-no-frames from the host's side: an error on the capture/encode path, a
+        subscription the frame path cannot see, or frames captured and never encoded."""
+        unencoded = run.captured_unencoded >= 2 or (run.captured_unencoded >= 1 and not run.encodes)
+        acc = run.accs.get("scanout-no-frames")
+        if acc is None and not unencoded:
+            return None
+        why: list[str] = []
+        if acc is not None:
+            if acc.extra.get("double_init"):
+                why.append("a subscription the frame path cannot see (NO_SUBSCRIBER while a client "
+                           "is subscribed, or fe != g_fe: the export initialised twice)")
+            other = [self.by_name[n].meaning for n in acc.sigs
+                     if n not in ("qemu.frame-ready-no-subscriber", "qemu.subscribe")]
+            why += other[:3]
+        extra: dict[str, Any] = {}
+        if unencoded:
+            last = run.last_captured or {}
+            why.append(f"{run.captured_unencoded} capture line(s) with no [ENCODE] line after them: "
+                       "frames captured and never encoded")
+            extra = {"captured_unencoded": run.captured_unencoded,
+                     "last_captured_line_no": last.get("line_no"),
+                     "last_captured_line": last.get("line")}
+            if acc is None:
+                extra = {"line_no": last.get("line_no"), "line": last.get("line"), **extra}
+        return finding("scanout-no-frames", "the host shows why subscribers get no frame: "
+                       + "; ".join(why), **extra)
 
     def _run_notes(self, run: _Run, s: QemuLogSummary) -> None:
         if not self.helix_lines:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 MAX_LINE_CHARS = 64 * 1024  # longer lines are cut here; the rest of the line is skipped
 EVIDENCE_CHARS = 240  # evidence lines are trimmed to this
-KINDS = ("gst", "qemu")
+KINDS = ("gst", "qemu", "bridge", "drm")
 _SAMPLES = 20  # bounded lists (connect targets, subscribes, earlier runs …)
 
 # Host progress ladder: where a QEMU run got to. "reply" exists only on the legacy
@@ -146,6 +146,16 @@ def host_error(group: str | None = None, *, value: str | None = None,
                   label=f"host error code {code}")
 
 
+def most(field: str, group: str) -> Effect:
+    """Keep in `field` the largest number the group has shown."""
+    return Effect("most", field, group, conv="int", label=f"keep the largest <{group}> in {field}")
+
+
+def prove(failure_id: str) -> Effect:
+    """The line also proves `failure_id` (a row's own id is its `failure_id` column)."""
+    return Effect("prove", value=failure_id, label=f"proves {failure_id}")
+
+
 def _value(e: Effect, m: re.Match[str]) -> Any:
     if e.group is None:
         return e.value
@@ -189,6 +199,16 @@ def _host_error(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -
     _bounded_add(st.host_errors, code)
     if e.text:
         st.host_error_text.setdefault(code, m[e.text][:100])
+
+
+def _most(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    value = _value(e, m)
+    if value is not None and value > getattr(sc.state, e.field):  # type: ignore[arg-type]
+        setattr(sc.state, e.field, value)  # type: ignore[arg-type]
+
+
+def _prove(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> None:
+    sc._hit(e.value, no, line, sc.by_name[sc.current], m)
 
 
 Step = tuple[Callable[..., None], Any]  # (function, argument): fn(scanner, arg, no, line, m)
@@ -252,7 +272,7 @@ class _Scanner:
     kind = "unknown"
     EFFECTS: dict[str, Callable[..., None]] = {
         "count": _count, "put": _put, "tally": _tally, "mark": _mark, "note": _add_note,
-        "host_error": _host_error,
+        "host_error": _host_error, "prove": _prove, "most": _most,
     }
 
     def __init__(self, rules: Rules) -> None:
@@ -268,6 +288,7 @@ class _Scanner:
         self.sig_counts: Counter[str] = Counter()
         self.accs: dict[str, _Acc] = {}
         self.notes: dict[str, Note] = {}
+        self.current = ""  # the signature of the line being applied
 
     def feed(self, no: int, line: str) -> int:
         """Scan one line. Returns 2 when the line shows this log kind for sure, 1 when a
@@ -285,6 +306,7 @@ class _Scanner:
     def _apply(self, no: int, line: str, sig: Signature, m: re.Match[str]) -> None:
         self.recognised += 1
         self.sig_counts[sig.name] += 1
+        self.current = sig.name
         for fn, arg in self._plans[sig.name]:
             fn(self, arg, no, line, m)
 

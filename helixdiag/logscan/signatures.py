@@ -1,23 +1,22 @@
-"""The signature table: every known vsockenc and QEMU log string, and what a line of it does.
+"""The signature table: every known log string, and what a line of it does.
 
 `SIGNATURES` holds one `Signature` per log string (vsockenc, including its historical
-formats, desktop-bridge's Go strings, and the host's), each with its log kind, its pattern,
+formats; the host's; desktop-bridge's; helix-drm-manager's and the desktop's lease helpers'),
+each with its log kind, its pattern,
 its meaning, the failure id it proves and what a matching line does to the scan: its
 `effect`s (a small closed set of kinds, `scanner.Effect`, e.g. `count("shm_frames")`) and,
 for the few rows that need state across lines, the scanner method that handles it
-(`handler=_GstScanner._on_sent_frame`). `_GST` and `_QEMU` are its two halves. A new log
+(`handler=_GstScanner._on_sent_frame`). `_GST` and `_QEMU` are its vsockenc and host parts;
+the `bridge` and `drm` parts live in `signatures_bridge` and `signatures_drm`. A new log
 string is one row; the table is checked on import (here: names, kinds, failure ids, steps,
-eras; in `dispatch.compile_rules`: effects and handlers). `markdown_table()` renders a half
-for docs/tools.md.
+eras; in `dispatch.compile_rules`: effects and handlers). `markdown_table()` renders one
+kind's rows for docs/tools.md.
 """
 
 from __future__ import annotations
 
-import re
 import re._constants as _sre
 import re._parser as _sre_parse
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from helixdiag.failures import CATALOG
@@ -53,77 +52,18 @@ from helixdiag.logscan.scanner import (
     count,
     host_error,
     mark,
+    most,
+    prove,
     put,
     tally,
 )
+from helixdiag.logscan.signature import _ERR, _H, _HEX, _IP, _N, _PTR, _U, Signature, _sig
+from helixdiag.logscan.signatures_bridge import _BRIDGE
+from helixdiag.logscan.signatures_drm import _DRM
+
+__all__ = ["SIGNATURES", "Signature", "_g", "_q", "check_table", "markdown_table", "signatures_for"]
 
 # ════════════════════════════════════════════════════════════════════ the signature table
-
-
-@dataclass(frozen=True)
-class Signature:
-    """One known log string.
-
-    `failure_id` None means informational or a healthy marker. `when` says that the id applies
-    only under a condition the row's handler checks (e.g. a non-zero status). `note` makes the
-    line an informational note (with `related` as the id to read about). `effect` says what
-    the line does to the scan; `handler` names the scanner method for what needs state across
-    lines. `level` and `func` are where vsockenc logs it (a row naming a function only matches
-    lines from it); `era` dates a vsockenc string (the element generation is judged from it);
-    `gen` says which host generations print it; `step` is the host's init-ladder rung it
-    proves. `anywhere` rows are searched for anywhere in a line (Go log lines, which carry
-    their own prefixes) via `needle`; `detect` False rows never decide the log kind.
-    """
-
-    name: str
-    kind: str  # "gst" | "qemu"
-    regex: re.Pattern[str]
-    meaning: str
-    failure_id: str | None = None
-    func: str | None = None  # gst: the function the message comes from (e.g. "connect")
-    level: str | None = None  # gst: the GST_DEBUG level it is logged at
-    step: str | None = None  # qemu: the INIT_STEPS rung this line proves
-    era: str | None = None  # gst: element generation key (gst._ERAS)
-    gen: str | None = None  # qemu: host generations that print it (H0–H4)
-    when: str | None = None  # the failure id applies only when this holds (checked by code)
-    note: bool = False
-    related: str | None = None
-    anywhere: bool = False
-    needle: str | None = None
-    detect: bool = True  # may decide the log kind in auto mode
-    effect: tuple[Effect, ...] = ()
-    handler: Callable[..., None] | None = field(default=None, compare=False)
-
-    @property
-    def extracts(self) -> tuple[str, ...]:
-        """The facts this signature extracts (named groups), plus the init step if any."""
-        names = tuple(self.regex.groupindex)
-        return (*names, "step") if self.step else names
-
-    @property
-    def does(self) -> str:
-        """What a matching line does, in words (its effects, then its handler's docstring)."""
-        parts = [str(e) for e in self.effect]
-        if self.handler is not None:
-            parts.append((self.handler.__doc__ or self.handler.__name__).strip())
-        return "; ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "kind": self.kind, "pattern": self.regex.pattern,
-            "meaning": self.meaning, "failure_id": self.failure_id, "when": self.when,
-            "extracts": list(self.extracts), "step": self.step, "func": self.func,
-            "level": self.level, "era": self.era, "gen": self.gen, "related": self.related,
-            "effect": [str(e) for e in self.effect],
-            "handler": self.handler.__qualname__ if self.handler else None,
-        }
-
-
-def _sig(kind: str, name: str, pattern: str, meaning: str, failure_id: str | None = None,
-         effect: Effect | tuple[Effect, ...] = (), **kw: Any) -> Signature:
-    return Signature(name=f"{kind}.{name}", kind=kind, regex=re.compile(pattern, re.ASCII),
-                     meaning=meaning, failure_id=failure_id,
-                     effect=(effect,) if isinstance(effect, Effect) else tuple(effect), **kw)
 
 
 def _g(name: str, pattern: str, meaning: str, failure_id: str | None = None, **kw: Any) -> Signature:
@@ -134,15 +74,9 @@ def _q(name: str, pattern: str, meaning: str, failure_id: str | None = None, **k
     return _sig("qemu", name, pattern, meaning, failure_id, **kw)
 
 
-_N = r"-?\d{1,20}"  # a (possibly negative) decimal, bounded so int() is always safe
-_U = r"\d{1,20}"
-_HEX = r"0x[0-9a-fA-F]{1,16}"
-_PTR = r"\S{1,40}"
-_H = r"\[HELIX\] "
-_IP = r"[^\s:]{1,255}"
-_ERR = r"(?P<error>.*)"
-
 ENCODER_ERROR = tally("encoder_errors", "code")  # a VideoToolbox status
+NO_FRAMES = prove("scanout-no-frames")  # the host shows why a subscriber gets no frame
+ENCODE_ERROR = count("encode_errors")  # a capture/encode error on the scanout path
 
 _GST: tuple[Signature, ...] = (
     # ── connect (gst_vsockenc_connect) ──
@@ -333,76 +267,25 @@ _GST: tuple[Signature, ...] = (
     _g("old.invalid-response-magic", rf"Invalid response magic: (?P<magic>{_HEX})",
        "reply does not start with HXFR (synchronous element)", DESYNC, level="ERROR", era="sync",
        effect=(FRAME_FAILED, tally("magics", "magic", conv="lower"))),
-    # ── desktop-bridge and the guest's Go scanout client: anywhere in a line ──
+    # ── desktop-bridge's lines about vsockenc (its own rows are the bridge kind's) ──
     _g("bridge.pipeline", r"\[SHARED_VIDEO\] Pipeline: (?P<pipeline>.*)",
        "the full GStreamer pipeline string", anywhere=True,
-       needle="[SHARED_VIDEO] Pipeline:",
+       needle="[SHARED_VIDEO] Pipeline:", detect=False,
        effect=put("pipeline", "pipeline", limit=2000)),
     _g("bridge.native-source", r"\[STREAM\] macOS ARM virtio-gpu detected, using native "
        r"pipewiresrc with NV12", "source choice on macOS ARM", anywhere=True,
-       needle="[STREAM] macOS ARM virtio-gpu detected"),
-    _g("go.bad-magic", rf"bad magic: (?P<magic>{_HEX})", "Go scanout reader: reply is not HXFR",
-       "stream-bad-magic", anywhere=True, needle="bad magic: 0x"),
-    _g("go.unexpected-type", rf"unexpected msg_type: (?P<msg_type>{_HEX})",
-       "Go scanout reader: a message of the wrong type", "stream-protocol-error",
-       anywhere=True, needle="unexpected msg_type: "),
-    _g("go.read-nal-size", rf"read nal_size: {_ERR}", "Go scanout reader: short read",
-       anywhere=True, needle="read nal_size: ", note=True, related="stream-closed"),
-    _g("go.read-nal-data", rf"read nal_data: {_ERR}", "Go scanout reader: short read",
-       anywhere=True, needle="read nal_data: ", note=True, related="stream-closed"),
-    _g("go.disable-connect-failed", r"connect to QEMU for disable failed",
-       "helix-drm-manager could not connect to disable a scanout", anywhere=True,
-       needle="connect to QEMU for disable failed", note=True),
-    _g("go.connect-failed", rf"connect to QEMU (?P<addr>\S{{1,300}}:\d{{1,5}}): {_ERR}",
-       "the scanout client could not connect to QEMU", "stream-connect-failed",
-       anywhere=True, needle="connect to QEMU "),
-    _g("go.subscribed", r"subscribed to QEMU scanout", "scanout subscription accepted",
-       anywhere=True, needle="subscribed to QEMU scanout"),
-    _g("go.frame-read-error", r"QEMU frame read error", "the scanout reader stopped on an error",
-       anywhere=True, needle="QEMU frame read error", note=True,
-       related="stream-closed"),
-    _g("go.frame-dropped", r"scanout frame dropped \(channel full\)",
-       "encoded scanout frame dropped: up to ~1 s of corruption until the next keyframe",
-       anywhere=True, needle="scanout frame dropped (channel full)"),
-    _g("go.stats", r"scanout stream stats", "periodic scanout statistics",
-       anywhere=True, needle="scanout stream stats"),
-    _g("go.config-sent", r"sent CONFIG_REQ to QEMU", "bitrate change sent",
-       anywhere=True, needle="sent CONFIG_REQ to QEMU"),
-    _g("go.config-failed", r"failed to send CONFIG_REQ", "bitrate change could not be sent",
-       anywhere=True, needle="failed to send CONFIG_REQ", note=True),
-    _g("go.subscribe-failed", rf"subscribe to scanout (?P<scanout>{_U}): {_ERR}",
-       "SUBSCRIBE could not be sent", anywhere=True,
-       needle="subscribe to scanout ", note=True, related="stream-closed"),
-    _g("go.subscribe-response", rf"subscribe response: {_ERR}",
-       "no valid SUBSCRIBE_RESP (the Go client waits 5 s)", anywhere=True,
-       needle="subscribe response: ", note=True, related="stream-no-reply"),
-    _g("go.subscribe-rejected", rf"subscribe rejected for scanout (?P<scanout>{_U})",
-       "the host rejected the subscription", anywhere=True,
-       needle="subscribe rejected for scanout", note=True),
-    _g("go.drm-lease", rf"request DRM lease: {_ERR}", "DRM lease request failed", anywhere=True,
-       needle="request DRM lease: ", note=True),
-    _g("go.qemu-error", r"QEMU error: (?P<text>.*)", "the host sent ERROR on the scanout path",
-       anywhere=True, needle="QEMU error: ", note=True),
-    _g("go.scanout-enabled", r"QEMU confirmed scanout enabled", "scanout enabled", anywhere=True,
-       needle="QEMU confirmed scanout enabled"),
-    _g("go.scanout-refused", rf"QEMU refused to enable scanout (?P<scanout>{_U})",
-       "the host refused to enable a scanout", anywhere=True,
-       needle="QEMU refused to enable scanout", note=True),
-    _g("go.disable-no-response", r"read disable response failed",
-       "no reply to DISABLE_SCANOUT: the host never sends one (10 s stall)",
-       anywhere=True, needle="read disable response failed", note=True),
-    _g("go.scanout-disabled", r"QEMU confirmed scanout disabled", "scanout disabled",
-       anywhere=True, needle="QEMU confirmed scanout disabled"),
-    _g("go.using-vsockenc", r"using vsockenc \((?P<why>macOS VideoToolbox via vsock|forced via "
+       needle="[STREAM] macOS ARM virtio-gpu detected", detect=False),
+    _g("bridge.using-vsockenc", r"using vsockenc \((?P<why>macOS VideoToolbox via vsock|forced via "
        r"HELIX_ENCODER)\)", "desktop-bridge chose the vsockenc encoder",
-       anywhere=True, needle="using vsockenc (",
+       anywhere=True, needle="using vsockenc (", detect=False,
        effect=put("video_mode", value="vsockenc")),
-    _g("go.scanout-mode", r"starting scanout mode \(QEMU H\.264 via TCP\)",
+    _g("bridge.scanout-mode", r"starting scanout mode \(QEMU H\.264 via TCP\)",
        "desktop-bridge uses scanout mode: vsockenc is not used",
-       anywhere=True, needle="starting scanout mode",
+       anywhere=True, needle="starting scanout mode", detect=False,
        effect=(put("video_mode", value="scanout"),
                add_note("scanout-mode", "desktop-bridge runs in scanout mode: vsockenc is not used "
-                        "at all; force a GStreamer mode to test vsockenc"))),
+                        "at all; scan this log with --kind bridge for the scanout path, or force a "
+                        "GStreamer mode to test vsockenc"))),
 )
 
 _QEMU: tuple[Signature, ...] = (
@@ -507,7 +390,8 @@ _QEMU: tuple[Signature, ...] = (
        "client slot assigned", step="client", gen="H3–H4",
        effect=gen_hint(), handler=_QemuScanner._on_added_client),
     _q("no-slots", rf"{_H}No client slots available, rejecting",
-       "all 16 client slots in use: the new client is closed", "stream-closed", gen="H3–H4",
+       "all 16 client slots in use: the new client is closed", "scanout-slots-exhausted",
+       gen="H3–H4",
        effect=count("rejected")),
     _q("client-thread-failed", rf"{_H}Failed to create client thread",
        "no handler thread: the client is dropped", "stream-closed", gen="H3–H4"),
@@ -539,6 +423,13 @@ _QEMU: tuple[Signature, ...] = (
     _q("enable-scanout", rf"{_H}ENABLE_SCANOUT: id=(?P<scanout>{_U}), (?P<width>{_U})x"
        rf"(?P<height>{_U})(?:@(?P<refresh>{_U}))?", "scanout enabled by helix-drm-manager",
        gen="H3"),
+    _q("scanout-enabled", rf"{_H}Scanout (?P<scanout>{_U}) enabled: (?P<width>{_U})x(?P<height>{_U})",
+       "ENABLE_SCANOUT done: the guest sees the connector appear", gen="H4"),
+    _q("scanout-invalid", rf"{_H}Invalid scanout_id (?P<scanout>{_U}) \(max=(?P<max>{_N})\)",
+       "ENABLE_SCANOUT refused: id 0 or not below max_outputs", gen="H4", note=True,
+       related="drm-lease-failed"),
+    _q("scanout-disabled", rf"{_H}Scanout (?P<scanout>{_U}) disabled",
+       "DISABLE_SCANOUT done (no answer is sent)", gen="H4"),
     _q("enable-read-failed", rf"{_H}Failed to read enable_scanout payload",
        "short read of ENABLE_SCANOUT: client dropped", "stream-closed", gen="H3"),
     _q("control-send-failed", rf"{_H}Client (?P<client>{_U}): failed to send "
@@ -555,19 +446,22 @@ _QEMU: tuple[Signature, ...] = (
        rf"\): {_ERR}", "frame push failed (client gone or not draining)", gen="H3", note=True,
        effect=CLIENT_ACTIVE),
     _q("send-error", rf"{_H}Send error client (?P<client>{_U}) \(scanout (?P<scanout>{_U})\): "
-       rf"{_ERR}", "frame push failed (non-EAGAIN)", gen="H3-late/H4", note=True,
+       rf"{_ERR}", "frame push failed (non-EAGAIN): the host closes the client",
+       "scanout-connection-lost", gen="H3-late/H4",
        effect=CLIENT_ACTIVE),
     _q("partial-send-close", rf"{_H}Partial send to client (?P<client>{_U}): (?P<sent>{_N})/"
        rf"(?P<total>{_U}) bytes.*closing to prevent stream corruption",
-       "congestion: the host closes the client after a partial frame", "stream-closed",
+       "congestion: the host closes the client after a partial frame", "scanout-connection-lost",
        gen="H4",
        effect=(CLIENT_ACTIVE, CLIENT_GONE, count("drops"))),
     _q("partial-send", rf"{_H}Partial send to client (?P<client>{_U}): (?P<sent>{_N})/"
        rf"(?P<total>{_U}) bytes", "congestion: frame dropped after encoding, corruption up to the "
-       "next keyframe", gen="H3-late", note=True,
+       "next keyframe (the stream is broken)", "scanout-connection-lost", gen="H3-late",
        effect=(CLIENT_ACTIVE, count("drops"))),
-    _q("client-dropping", rf"{_H}Client (?P<client>{_U}): dropping frame \((?P<detail>.*)\)",
-       "client not draining: frames dropped", gen="later than H4",
+    _q("client-dropping", rf"{_H}Client (?P<client>{_U}): dropping frame \((?:need (?P<need>{_U}), "
+       rf"have (?P<have>{_U})/(?P<buffer>{_U}) bytes free, total drops=(?P<total_drops>{_U})|"
+       r"(?P<detail>.*))\)", "the client's send buffer is full: the whole frame is dropped (H5)",
+       gen="H5",
        effect=(CLIENT_ACTIVE, count("drops"))),
     # ── legacy FRAME_REQUEST path (H1–H3) ──
     _q("frame-request-pixels", rf"{_H}Frame request: resource_id=(?P<resource_id>{_U}), "
@@ -807,13 +701,13 @@ _QEMU: tuple[Signature, ...] = (
        rf"(?P<height>{_N}) bitrate=(?P<bitrate>{_N})", "per-scanout encoder created",
        step="encode", gen="H3–H4"),
     _q("scanout-vt-create-failed", rf"{_H}VTCompressionSessionCreate failed for scanout "
-       rf"(?P<scanout>{_U}): (?P<code>{_N})", "per-scanout encoder not created",
-       "encoder-unavailable", gen="H3–H4",
-       effect=ENCODER_ERROR),
+       rf"(?P<scanout>{_U}): (?P<code>{_N})", "per-scanout encoder not created: no frame for "
+       "its subscribers", "encoder-unavailable", gen="H3–H4",
+       effect=(ENCODER_ERROR, NO_FRAMES, ENCODE_ERROR)),
     _q("scanout-vt-prepare-failed", rf"{_H}PrepareToEncodeFrames failed for scanout "
-       rf"(?P<scanout>{_U}): (?P<code>{_N})", "per-scanout encoder not prepared",
-       "encoder-unavailable", gen="H3–H4",
-       effect=ENCODER_ERROR),
+       rf"(?P<scanout>{_U}): (?P<code>{_N})", "per-scanout encoder not prepared: no frame for "
+       "its subscribers", "encoder-unavailable", gen="H3–H4",
+       effect=(ENCODER_ERROR, NO_FRAMES, ENCODE_ERROR)),
     _q("scanout-metal-captured", rf"{_H}Scanout (?P<scanout>{_U}): captured Metal texture",
        "Metal capture", gen="H3"),
     _q("scanout-metal-no-iosurface", rf"{_H}Scanout (?P<scanout>{_U}): Metal texture "
@@ -828,8 +722,10 @@ _QEMU: tuple[Signature, ...] = (
        "page flip with nobody subscribed (normal, or #37)", gen="H3–H4",
        handler=_QemuScanner._on_frame_ready_no_subscriber),
     _q("frame-ready", rf"\[FRAME_READY\] #(?P<n>{_U}) scanout=(?P<scanout>{_U}) "
-       rf"resource=(?P<resource>{_U}) has_subscriber=YES", "frame will be encoded", step="encode",
-       gen="H3–H4"),
+       rf"resource=(?P<resource>{_U}) has_subscriber=YES", "frame captured for a subscriber "
+       "(first 5, then every 100th): an [ENCODE] line should follow", "scanout-no-frames",
+       when="no [ENCODE] line follows in the run", step="encode", gen="H3–H4",
+       effect=(most("captured", "n"), count("captured_unencoded"), mark("last_captured"))),
     _q("frame-ready-source", rf"\[FRAME_READY\] scanout (?P<scanout>{_U}): tex_id=(?P<tex_id>{_U})",
        "capture source details", gen="H3–H4"),
     _q("frame-ready-gpu-blit", rf"\[FRAME_READY\] GPU blit #(?P<n>{_U}): scanout=(?P<scanout>{_U})",
@@ -845,18 +741,19 @@ _QEMU: tuple[Signature, ...] = (
        gen="H3–H4",
        effect=count("drops")),
     _q("frame-ready-blit-failed", rf"\[FRAME_READY\] GL blit failed for scanout (?P<scanout>{_U})",
-       "capture failed: frame dropped", gen="H3–H4", note=True,
-       effect=count("drops")),
+       "capture failed: frame dropped", "scanout-no-frames", gen="H3–H4",
+       effect=(count("drops"), ENCODE_ERROR)),
     _q("frame-ready-cvpixelbuffer-failed",
        rf"\[FRAME_READY\] ERROR: CVPixelBufferCreateWithIOSurface"
        rf" failed for scanout (?P<scanout>{_U}): (?P<code>{_N})",
        "capture not wrapped for VideoToolbox: frame dropped", "encoder-error", gen="H3–H4",
-       effect=ENCODER_ERROR),
+       effect=(ENCODER_ERROR, NO_FRAMES, ENCODE_ERROR)),
     _q("encode", rf"\[ENCODE\] scanout=(?P<scanout>{_U}) frame=(?P<frame>{_N})(?: slot="
        rf"(?P<slot>{_U}))? status=(?P<status>{_N}) (?P<width>{_U})x(?P<height>{_U})",
-       "encode submitted (status != 0 is a failure)", "encoder-error", when="status != 0",
-       step="encode", gen="H3–H4",
-       effect=count("encodes"), handler=_QemuScanner._on_encode),
+       "encode submitted (status != 0 is a failure, and no frame for the subscribers)",
+       "encoder-error", when="status != 0", step="encode", gen="H3–H4",
+       effect=(count("encodes"), put("captured_unencoded", value=0)),
+       handler=_QemuScanner._on_encode),
     _q("gl-block-timeout", rf"{_H}SAFETY: gl_block timeout \(100ms\)",
        "the VideoToolbox callback did not fire", "encoder-error", gen="H3"),
     _q("gpu-blit-no-display", r"\[GPU_BLIT\] EGL display not available, GPU blit disabled",
@@ -883,7 +780,8 @@ _QEMU: tuple[Signature, ...] = (
     _q("gpu-blit-source-fbo", rf"\[GPU_BLIT\] Source FBO incomplete \(status=(?P<status>{_HEX})\)",
        "GPU blit failed", gen="H3", note=True),
     _q("gl-blit-not-ready", r"\[GL_BLIT\] ERROR: spice_gl_ctx not initialized yet",
-       "ring blit not ready", gen="H4", note=True),
+       "ring blit not ready: nothing is captured", "scanout-no-frames", gen="H4",
+       effect=ENCODE_ERROR),
     _q("gl-blit-context-failed", rf"\[GL_BLIT\] ERROR: eglCreateContext failed \(err="
        rf"(?P<err>{_HEX})\)", "ring blit context failed", gen="H4", note=True),
     _q("gl-blit-context", r"\[GL_BLIT\] Created Helix EGL context", "ring blit context created",
@@ -898,8 +796,10 @@ _QEMU: tuple[Signature, ...] = (
        effect=gen_hint()),
     _q("gl-blit-destroyed", rf"\[GL_BLIT\] Destroyed blit ring for scanout (?P<scanout>{_U})",
        "ring blit released", gen="H4"),
-    _q("keepalive", rf"\[KEEPALIVE\] Re-encoded scanout (?P<scanout>{_U}) from IOSurface",
-       "idle keepalive frame", gen="later than H4"),
+    _q("keepalive", rf"\[KEEPALIVE\] Re-encoded scanout (?P<scanout>{_U}) from IOSurface"
+       rf"(?: \(slot=(?P<slot>{_U}), total keepalive frames=(?P<total>{_U})\))?",
+       "static screen: the last frame re-encoded (every 500 ms, H5)", gen="H5",
+       effect=most("keepalives", "total")),
     # ── other host-side strings ──
     _q("virgl-init-ok", r"\[HELIX-DEBUG\] virgl_renderer_init succeeded, calling "
        r"helix_frame_export_init", "virgl is up; frame-export init follows"),
@@ -915,7 +815,7 @@ _QEMU: tuple[Signature, ...] = (
        "encoder-unavailable", anywhere=True, needle="crossed memory high watermark"),
 )
 
-SIGNATURES: tuple[Signature, ...] = _GST + _QEMU
+SIGNATURES: tuple[Signature, ...] = _GST + _QEMU + _BRIDGE + _DRM
 
 
 def check_table(table: tuple[Signature, ...]) -> None:
@@ -943,6 +843,9 @@ def check_table(table: tuple[Signature, ...]) -> None:
             raise bad("anywhere needs a needle")
         if not all(isinstance(e, Effect) for e in sig.effect):
             raise bad("effect takes Effects (count(), put(), …)")
+        for e in sig.effect:
+            if e.kind == "prove" and e.value not in CATALOG:
+                raise bad(f"unknown failure id {e.value!r}")
         if sig.handler is not None and not callable(sig.handler):
             raise bad("handler must be a scanner method")
 
@@ -1002,6 +905,9 @@ def _proves(sig: Signature) -> str:
     if sig.failure_id:
         parts.append(f"[{sig.failure_id}](failures/{sig.failure_id}.md)"
                      + (f" when {sig.when}" if sig.when else ""))
+    for e in sig.effect:
+        if e.kind == "prove":
+            parts.append(f"[{e.value}](failures/{e.value}.md)")
     if sig.note:
         parts.append("note")
     if sig.related:
@@ -1013,8 +919,10 @@ def markdown_table(kind: str, table: tuple[Signature, ...] = SIGNATURES) -> str:
     """The rows of one log kind as a Markdown table (docs/tools.md, kept in step by a test)."""
     if kind == "gst":
         head = ["Message", "Logged at", "Era", "Meaning", "Proves", "Does"]
-    else:
+    elif kind == "qemu":
         head = ["Line", "Hosts", "Step", "Meaning", "Proves", "Does"]
+    else:
+        head = ["Message", "Level", "Meaning", "Proves", "Does"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for sig in table:
         if sig.kind != kind:
@@ -1023,8 +931,10 @@ def markdown_table(kind: str, table: tuple[Signature, ...] = SIGNATURES) -> str:
             where = "anywhere in a line" if sig.anywhere else \
                 " ".join(x for x in (sig.level, f"`{sig.func}`" if sig.func else None) if x)
             cells = [where, sig.era or ""]
-        else:
+        elif kind == "qemu":
             cells = [sig.gen or "", sig.step or ""]
+        else:
+            cells = ["anywhere in a line" if sig.anywhere else sig.level or ""]
         cells = [f"`{readable(sig)}`", *cells, sig.meaning, _proves(sig), sig.does]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(rows) + "\n"

@@ -188,6 +188,10 @@ class QemuLogSummary(LogSummary):
     replies_sent: int = 0
     encodes: int = 0
     frames_dropped: int = 0
+    frames_captured: int = 0  # the highest `[FRAME_READY] #n … has_subscriber=YES` (lines are sampled)
+    frames_encoded: int = 0  # the highest `[ENCODE] … frame=N` with status 0
+    encode_errors: int = 0  # scanout-path capture/encode error lines (status != 0, VT, blit)
+    keepalives: int = 0
 
     @property
     def has_helix(self) -> bool:
@@ -222,5 +226,117 @@ class QemuLogSummary(LogSummary):
                          "without_pixels": self.requests_without_pixels,
                          "replies_sent": self.replies_sent},
             "encodes": self.encodes, "frames_dropped": self.frames_dropped,
+            "scanout_frames": {"captured": self.frames_captured, "encoded": self.frames_encoded,
+                               "encode_errors": self.encode_errors, "keepalives": self.keepalives},
+            **self._tail_dict(),
+        }
+
+
+@dataclass
+class BridgeLogSummary(LogSummary):
+    """desktop-bridge's output (`docker logs DESKTOP`): its video mode, which scanout it
+    watches and where that id came from, its subscriptions to the host and their frames."""
+
+    kind: str = "bridge"
+    first_time: str | None = None
+    last_time: str | None = None
+    video_mode: str | None = None  # "scanout" | "vsockenc"
+    scanout_id: int | None = None
+    scanout_id_source: str | None = None  # "env" | "file" | "own-lease"
+    subscribed_scanout: int | None = None
+    qemu_port: int | None = None
+    monitor_connector: str | None = None
+    frames: int | None = None  # the largest `frames=` of `scanout stream stats`
+    subscriptions: int = 0
+    read_errors: int = 0
+    start_failures: int = 0
+    frames_dropped: int = 0
+    gops: int = 0  # `[SHARED_VIDEO] New GOP started` lines (sampled)
+    pipeline: str | None = None
+
+    def headline(self) -> str:
+        """One line: mode, scanout id and its source, the subscription, the frames."""
+        parts = [f"{self.video_mode} mode" if self.video_mode else "mode not logged"]
+        if self.scanout_id is not None:
+            parts.append(f"scanout {self.scanout_id} from {self.scanout_id_source}")
+        if self.subscribed_scanout is not None:
+            port = f" on port {self.qemu_port}" if self.qemu_port is not None else ""
+            parts.append(f"subscribed to {self.subscribed_scanout}{port}"
+                         + (f" ({self.subscriptions}×)" if self.subscriptions > 1 else ""))
+        elif self.qemu_port is not None:
+            parts.append(f"port {self.qemu_port}")
+        if self.monitor_connector:
+            parts.append(f"monitor {self.monitor_connector}")
+        parts.append(f"{self.frames} frames" if self.frames is not None else "no frame count")
+        if self.read_errors or self.start_failures:
+            parts.append(f"{self.read_errors} read error(s), {self.start_failures} failed start(s)")
+        return " · ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self._base_dict(),
+            "first_time": self.first_time, "last_time": self.last_time,
+            "video_mode": self.video_mode, "scanout_id": self.scanout_id,
+            "scanout_id_source": self.scanout_id_source,
+            "subscribed_scanout": self.subscribed_scanout, "qemu_port": self.qemu_port,
+            "monitor_connector": self.monitor_connector, "frames": self.frames,
+            "subscriptions": self.subscriptions, "read_errors": self.read_errors,
+            "start_failures": self.start_failures, "frames_dropped": self.frames_dropped,
+            "gops": self.gops, "pipeline": self.pipeline,
+            **self._tail_dict(),
+        }
+
+
+@dataclass
+class DrmLogSummary(LogSummary):
+    """helix-drm-manager's journal (and the desktop's lease helpers, where they show): the
+    last run of the daemon (after its last `starting helix-drm-manager`) is judged."""
+
+    kind: str = "drm"
+    first_time: str | None = None
+    last_time: str | None = None
+    restarts: int = 0  # `starting helix-drm-manager` lines
+    run_first_line: int | None = None
+    earlier_runs: list[dict[str, Any]] = field(default_factory=list)
+    qemu_addr: str | None = None
+    qemu_port: int | None = None
+    socket: str | None = None
+    connectors: int | None = None
+    available_scanouts: int | None = None
+    leases_sent: int = 0
+    leases_held: list[int] = field(default_factory=list)
+    lease_failures: int = 0
+    unknown_command_probes: int = 0
+    launcher_scanout_id: int | None = None  # mutter-lease-launcher's `Lease acquired scanout_id=`
+
+    def headline(self) -> str:
+        """One line: where it sends ENABLE_SCANOUT, its pool, its leases, its restarts."""
+        parts = [f"qemu_addr {self.qemu_addr}" if self.qemu_addr else "no start line"]
+        if self.connectors is not None:
+            parts.append(f"{self.connectors} connectors")
+        if self.available_scanouts is not None:
+            parts.append(f"{self.available_scanouts} scanouts to lease")
+        parts.append(f"{self.leases_sent} lease(s) sent, held: "
+                     + (", ".join(map(str, self.leases_held)) or "none"))
+        if self.lease_failures:
+            parts.append(f"{self.lease_failures} failed")
+        if self.restarts > 1:
+            parts.append(f"{self.restarts} starts (the last run is judged)")
+        if self.unknown_command_probes:
+            parts.append(f"{self.unknown_command_probes} probe line(s)")
+        return " · ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self._base_dict(),
+            "first_time": self.first_time, "last_time": self.last_time,
+            "restarts": self.restarts, "run_first_line": self.run_first_line,
+            "earlier_runs": list(self.earlier_runs),
+            "qemu_addr": self.qemu_addr, "qemu_port": self.qemu_port, "socket": self.socket,
+            "connectors": self.connectors, "available_scanouts": self.available_scanouts,
+            "leases_sent": self.leases_sent, "leases_held": list(self.leases_held),
+            "lease_failures": self.lease_failures,
+            "unknown_command_probes": self.unknown_command_probes,
+            "launcher_scanout_id": self.launcher_scanout_id,
             **self._tail_dict(),
         }

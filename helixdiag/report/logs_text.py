@@ -22,8 +22,13 @@ def render(term, summary: logscan.LogSummary) -> None:
         _render_gst(term, src, summary)
     elif isinstance(summary, logscan.QemuLogSummary):
         _render_qemu(term, src, summary)
+    elif isinstance(summary, logscan.BridgeLogSummary | logscan.DrmLogSummary):
+        what = "desktop-bridge log" if summary.kind == "bridge" else "helix-drm-manager log"
+        term.print(f"[bold]{src}[/bold]  {what} · {summary.lines} lines", soft_wrap=True)
+        _row(term, summary.kind, escape(summary.headline()))
     else:
-        term.print(f"[bold]{src}[/bold]  not a vsockenc GST_DEBUG log nor a QEMU host log")
+        term.print(f"[bold]{src}[/bold]  not a log of a kind this tool knows (vsockenc, QEMU, "
+                   "desktop-bridge, helix-drm-manager)")
     _lines_row(term, summary)
     if summary.long_lines or summary.binary_lines:
         _row(term, "input", f"{summary.long_lines} lines cut at {logscan.MAX_LINE_CHARS // 1024} KiB · "
@@ -48,6 +53,8 @@ def _lines_row(t, s: logscan.LogSummary) -> None:
                    if s.gst_lines else "no GST_DEBUG line at all")
         elif isinstance(s, logscan.QemuLogSummary):
             why = "no [HELIX] line this tool knows"
+        elif isinstance(s, logscan.BridgeLogSummary | logscan.DrmLogSummary):
+            why = f"no {s.kind} line this tool knows"
         else:
             why = ""  # the note says what was looked for
         t.labelled(f"{'lines':<{_LABEL}}", f"{read} · none recognised" + (f": {why}" if why else ""),
@@ -118,8 +125,9 @@ def _render_qemu(t, src: str, s: logscan.QemuLogSummary) -> None:
                              f"{s.clients_open_at_end} open at the end")
     if s.frame_requests or s.replies_sent:
         _row(t, "requests", f"{s.frame_requests} frame requests · {s.replies_sent} replies sent")
-    if s.subscribes or s.encodes:
-        _row(t, "scanout", f"{s.subscribes} subscribes · {s.encodes} encodes · "
+    if s.subscribes or s.encodes or s.frames_captured:
+        _row(t, "scanout", f"{s.subscribes} subscribes · {s.frames_captured} frames captured · "
+                             f"{s.frames_encoded} encoded · {s.encode_errors} encode errors · "
                              f"{s.frames_dropped} frames dropped")
     if s.runs > 1:
         _row(t, "runs", f"{s.runs} QEMU runs in this log; the last one is shown")
@@ -146,7 +154,8 @@ def verdict(terminal, summaries: list[logscan.LogSummary], status: str,
     elif len(blind) == n:
         read = sum(s.lines for s in blind)
         line = (f"[warn]NOTHING RECOGNISED[/warn] in {files}: {count(read, 'line')} "
-                f"read, none of them a vsockenc or QEMU [HELIX] line this tool knows{tail}")
+                f"read, none of them a vsockenc, QEMU [HELIX], desktop-bridge or helix-drm-manager line "
+                f"this tool knows{tail}")
     elif blind or errors:
         some = f"{n - len(blind)} of {files}" if n > 1 else files
         line = f"[warn]INCOMPLETE[/warn] no known failure signature in {some}{tail}"

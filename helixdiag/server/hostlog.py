@@ -1,7 +1,10 @@
 """The log lines of a host generation: with `--generation h1`…`h5`, serve writes the lines the
 real build writes at the same moments (beside its own `connect`/`disconnect` lines), so the
-log scanner and a person reading the log see what they would see from QEMU. The reference
-host writes only its own lines."""
+log scanner and a person reading the log see what they would see from QEMU — the frame path
+included (`[FRAME_READY] … has_subscriber=YES` for a captured frame, `[ENCODE] …` for an
+encoded one, both sampled like the host's), so a fault leaves the host's evidence: frames
+captured and never encoded (`--fault no-frames`), NO_SUBSCRIBER while a client is subscribed
+(`--fault double-init`). The reference host writes only its own lines."""
 
 from __future__ import annotations
 
@@ -12,6 +15,13 @@ from helixdiag.server.settings import Log
 # double init (the subscriber lands on an instance the frame path never looks at).
 FE = 0x600003A1C000
 SECOND_FE = 0x600003A2D400
+RESOURCE_BASE = 40  # the guest's scanout resources, as virglrenderer numbers them (made up)
+RING_SLOTS = 3  # the H4 blit ring
+
+
+def sampled(n: int, every: int) -> bool:
+    """The host's log sampling: the first 5, then every `every`th."""
+    return n <= 5 or n % every == 0
 
 
 class HostLog:
@@ -71,6 +81,19 @@ class HostLog:
     def disabled(self, scanout: int) -> None:
         if not self.quiet:
             self.log(f"[HELIX] Scanout {scanout} disabled")
+
+    # ── the frame path (H3 onward: a scanout's frames for its subscribers) ──
+    def frame_ready(self, n: int, scanout: int) -> None:
+        """A frame captured for a subscriber (the host logs the first 5, then every 100th)."""
+        if self.multi and sampled(n, 100):
+            self.log(f"[FRAME_READY] #{n} scanout={scanout} resource={RESOURCE_BASE + scanout} "
+                     "has_subscriber=YES")
+
+    def encoded(self, scanout: int, frame: int, width: int, height: int, status: int = 0) -> None:
+        """A frame submitted to the encoder (first 5, then every 100th; a failure always)."""
+        if self.multi and (status != 0 or sampled(frame, 100)):
+            self.log(f"[ENCODE] scanout={scanout} frame={frame} slot={frame % RING_SLOTS} "
+                     f"status={status} {width}x{height}")
 
     def config(self, slot: int, scanout: int, bitrate: int) -> None:
         if not self.quiet:

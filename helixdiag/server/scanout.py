@@ -21,17 +21,13 @@ from helixdiag.protocol import (
     FrameResponse,
     PixelFormat,
 )
+from helixdiag.server.hostlog import HostLog, sampled
 from helixdiag.server.settings import SCANOUT_FRAME_NS
 from helixdiag.server.shaping import wire_bytes
 
 if TYPE_CHECKING:
     from helixdiag.server.listener import FrameServer
     from helixdiag.server.session import ClientSession
-
-
-def sampled(n: int, every: int) -> bool:
-    """The host's log sampling: the first 5, then every `every`th."""
-    return n <= 5 or n % every == 0
 
 
 class Subscriber(threading.Thread):
@@ -51,6 +47,9 @@ class Subscriber(threading.Thread):
         self.need_keyframe = self.on_demand
         self.sent = 0
         self.dropped = 0
+        # Subscribed, and the frame path captures for it but never encodes (--fault no-frames):
+        # the host's log shows the captures, the client gets nothing.
+        self.capture_only = False
 
     def offer(self, parts: list[protocol.Buffer], is_keyframe: bool) -> bool:
         """Called by the producer; never blocks. Returns False when the frame was dropped."""
@@ -112,6 +111,7 @@ class ScanoutState:
         self.last_pixels: bytearray | None = None  # the last captured picture (H5 re-encodes it)
         self.last_encode = 0.0
         self.keepalives = 0
+        self.captured = 0  # frames captured for a subscriber (the host's [FRAME_READY] count)
 
     def close(self) -> None:
         with self.lock:
@@ -130,6 +130,7 @@ class ScanoutProducer(threading.Thread):
         self.state = state
         self.scanout_id = state.scanout_id
         self.generation = server.config.generation
+        self.host_log = HostLog(self.generation, server.log)
         self._subs: list[Subscriber] = []
         self._invisible: list[Subscriber] = []  # subscribed on another frame-export instance (double init)
         self._lock = threading.Lock()
@@ -225,12 +226,18 @@ class ScanoutProducer(threading.Thread):
                     server.log(f"[FRAME_READY_ENTRY] #{n} scanout={self.scanout_id} active_clients=0 "
                                "NO_SUBSCRIBER")
             return
+        state.captured += 1
+        self.host_log.frame_ready(state.captured, self.scanout_id)
+        subs = [sub for sub in subs if not sub.capture_only]
+        if not subs:
+            return  # captured, never encoded
         source = self._source()
         if pixels is None:
             pixels = source.frame(state.picture)
         encoded = self._encoder().encode(pixels, source.layout, force_keyframe=self._forced(),
                                          pts=state.frames * SCANOUT_FRAME_NS)
         state.frames += 1
+        self.host_log.encoded(self.scanout_id, state.frames, source.width, source.height)
         state.last_pixels, state.last_encode = pixels, now
         if keepalive:
             state.keepalives += 1

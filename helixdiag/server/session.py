@@ -333,8 +333,9 @@ class ClientSession(threading.Thread):
         self.host_log.subscribed(self.slot, msg.scanout_id, double_init=fault == "double-init")
         self.subscription = Subscriber(self, msg.scanout_id)
         self.subscription.start()
-        if fault != "no-frames":  # no-frames: subscribed, and the frame path never learns of it
-            self.server.subscribe(msg.scanout_id, self.subscription, visible=fault != "double-init")
+        # no-frames: subscribed, and the frame path captures for it but never encodes a frame
+        self.subscription.capture_only = fault == "no-frames"
+        self.server.subscribe(msg.scanout_id, self.subscription, visible=fault != "double-init")
         if not self.gen.is_reference:
             self.send(reply)
         self.server.log(f"{self.peer}: subscribed to scanout {msg.scanout_id}")
