@@ -22,6 +22,9 @@ UTM_GROUP_CONTAINER = "~/Library/Group Containers/WDNLXAD4W8.com.utmapp.UTM"
 SOCKET_NAME = "helix-frame-export.sock"
 DEFAULT_GUEST_HOST = "10.0.2.2"  # QEMU user networking's host address, seen from the guest
 KNOWN_PORTS = (41937, 15937, 5900)  # the Mac app, the element default, the socat era
+DEFAULT_DRM_SOCKET = "/run/helix-drm/drm.sock"
+STDIN = "-"  # a log read from standard input
+LOG_OPTIONS = ("qemu_log", "gst_log", "drm_log", "bridge_log")
 
 CHOICES = {
     "side": ("auto", "host", "guest", "both"),
@@ -57,13 +60,26 @@ class RunConfig:
                               high=65535, to_guest=True)
     socket: str | None = option(None, "The Unix socket (default: socat's target, QEMU's cwd, UTM's Group "
                                 "Container).", metavar="PATH")
-    qemu_log: str | None = option(None, "QEMU's log with its [HELIX] lines (default: UTM's debug log of the VM, "
-                                  "when debug logging is on).",
-                                  metavar="PATH")
-    gst_log: str | None = option(None, "vsockenc's GST_DEBUG log.", metavar="PATH", to_guest=True)
+    qemu_log: str | None = option(None, "QEMU's log with its [HELIX] lines, or - for standard input (default: "
+                                  "UTM's debug log of the VM, when debug logging is on).",
+                                  metavar="PATH|-")
+    gst_log: str | None = option(None, "vsockenc's GST_DEBUG log, or - for standard input.", metavar="PATH|-",
+                                 to_guest=True)
     pipeline: str | None = option(None, "The guest's GStreamer pipeline, for the lint.", metavar="STRING",
                                   to_guest=True)
     pipewire_node: str | None = option(None, "The PipeWire video source node.", metavar="ID|NAME", to_guest=True)
+    # The scanout path (docs/scanout.md).
+    scanout_id: int | None = option(None, "The desktop's scanout id to subscribe to (default: from HELIX_SCANOUT_ID, "
+                                    "$XDG_RUNTIME_DIR/helix-scanout-id or the bridge's log).", kind=int, low=0,
+                                    high=15, to_guest=True)
+    drm_socket: str = option(DEFAULT_DRM_SOCKET, f"helix-drm-manager's socket (default {DEFAULT_DRM_SOCKET}).",
+                             metavar="PATH", to_guest=True)
+    drm_log: str | None = option(None, "helix-drm-manager's journal (`journalctl -u helix-drm-manager`), or - "
+                                 "for standard input.", metavar="PATH|-", to_guest=True)
+    bridge_log: str | None = option(None, "desktop-bridge's output (`docker logs DESKTOP`), or - for standard "
+                                    "input.", metavar="PATH|-", to_guest=True)
+    subscribe: bool = option(True, "Subscribe to the scanout like desktop-bridge (default on; it holds one of the "
+                             "host's 16 client slots for a few seconds).", kind=bool, to_guest=True)
     timeout: float = option(2.0, "Seconds per network wait (default 2).", kind=float, low=0.05, high=600,
                             to_guest=True)
     frames: int = option(10, "Frames in the stream exchange (default 10).", kind=int, low=1, high=10_000,
@@ -90,8 +106,13 @@ class RunConfig:
         words: list[str] = []
         for name, f in OPTIONS.items():
             value = given.get(name)
-            if f.metadata["to_guest"] and value is not None:
-                words += [f"--{name.replace('_', '-')}", format_value(name, value)]
+            if not f.metadata["to_guest"] or value is None:
+                continue
+            flag = name.replace("_", "-")
+            if f.metadata["kind"] is bool:
+                words.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                words += [f"--{flag}", format_value(name, value)]
         return words
 
 
@@ -116,8 +137,9 @@ def parse_size(value: Any) -> tuple[int, int]:
     return w, h
 
 
-_NOUNS = {int: "a whole number", float: "a number", str: "text"}
+_NOUNS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
 _ACCEPTS = {int: (int, float, str), float: (int, float, str), str: (str,)}  # numbers may come as text
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
@@ -125,6 +147,11 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     try:
         if kind == "size":
             value = parse_size(value)
+        elif kind is bool:
+            if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+                value = _BOOL_WORDS[value.strip().lower()]
+            elif not isinstance(value, bool):
+                raise ValueError(f"must be {_NOUNS[kind]}")
         elif isinstance(value, bool) or not isinstance(value, _ACCEPTS[kind]) or \
                 (kind is int and isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"must be {_NOUNS[kind]}")  # TOML true, 2.5, arrays, tables, dates
@@ -229,9 +256,12 @@ def _check_given_files(cfg: RunConfig) -> None:
     """A log the user named: a directory, a missing directory or an unreadable file is a
     mistake to say now (exit 2). A missing file in a directory that exists is evidence
     (QEMU may never have started), which the log probes report as a warning."""
-    for name in ("qemu_log", "gst_log"):
+    from_stdin = [cfg.source(name) for name in LOG_OPTIONS if getattr(cfg, name) == STDIN]
+    if len(from_stdin) > 1:
+        raise ConfigError(f"{' and '.join(from_stdin)}: only one log can come from standard input (-)")
+    for name in LOG_OPTIONS:
         path = getattr(cfg, name)
-        if path is None:
+        if path is None or path == STDIN:
             continue
         flag = cfg.source(name)
         if os.path.isdir(path):

@@ -15,20 +15,32 @@ class Side(StrEnum):
     EITHER = "either"
 
 
+class VideoPath(StrEnum):
+    """Which of Helix's two video paths a layer belongs to."""
+
+    REQUEST = "request"  # vsockenc sends PipeWire frames and asks for H.264 back
+    SCANOUT = "scanout"  # QEMU pushes what the desktop draws on its leased scanout
+    BOTH = "both"
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
     side: Side
     establishes: str
+    path: VideoPath = VideoPath.BOTH
 
 
 LAYERS: tuple[Layer, ...] = (
-    Layer("pipewire", Side.GUEST, "daemon reachable, a video source exists, frames flow"),
-    Layer("vsockenc", Side.GUEST, "element installed, pipeline passes the lint, healthy log"),
+    Layer("pipewire", Side.GUEST, "daemon reachable, a video source exists, frames flow", VideoPath.REQUEST),
+    Layer("vsockenc", Side.GUEST, "element installed, pipeline passes the lint, healthy log", VideoPath.REQUEST),
     # The scanout path (today's default): the lease daemon, the desktop's scanout, the bridge.
-    Layer("drm-manager", Side.GUEST, "the lease daemon runs, its socket answers, it dials the host's port"),
-    Layer("scanout", Side.GUEST, "connectors exist; the desktop's scanout id agrees and is driven"),
-    Layer("desktop-bridge", Side.GUEST, "the bridge runs in scanout mode, dials the host's port, healthy log"),
+    Layer("drm-manager", Side.GUEST, "the lease daemon runs, its socket answers, it dials the host's port",
+          VideoPath.SCANOUT),
+    Layer("scanout", Side.GUEST, "connectors exist; the desktop's scanout id agrees and is driven",
+          VideoPath.SCANOUT),
+    Layer("desktop-bridge", Side.GUEST, "the bridge runs in scanout mode, dials the host's port, healthy log",
+          VideoPath.SCANOUT),
     Layer("guest-tcp", Side.GUEST, "TCP connect to HOST:PORT, a protocol answer, a subscription"),
     Layer("socat", Side.HOST, "socat running, listen port and Unix target right"),
     Layer("unix-socket", Side.HOST, "socket path exists, is a socket, someone listens"),

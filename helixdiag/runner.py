@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from helixdiag import failures, graph
 from helixdiag.config import RunConfig
 from helixdiag.errors import UsageError
-from helixdiag.layers import LAYER_NAMES, Side
+from helixdiag.layers import LAYER_NAMES, Side, layer
 from helixdiag.observe.facts import Observations
-from helixdiag.probes import ProbeSpec, all_probes
+from helixdiag.probes import ProbeSpec, all_probes, scanout_path
 from helixdiag.probes.context import ProbeContext
 from helixdiag.report.model import Report, environment
 from helixdiag.results import Outcome, ProbeResult, Status, blocked, skipped
@@ -216,7 +216,7 @@ class Runner:
                                  daemon=True).start()
 
     def _precheck(self, spec: ProbeSpec, needs: list[str]) -> Outcome | None:
-        reason = side_applies(spec, self.config.side)
+        reason = side_applies(spec, self.config.side) or scanout_path.not_on_path(self.ctx, layer(spec.layer).path)
         if reason:
             return skipped(reason)
         for need in needs:

@@ -25,7 +25,6 @@ from helixdiag.observe import parsers
 from helixdiag.observe.facts import Observations
 from helixdiag.observe.processes import START_TIME_PRECISION_S, ProcInfo
 
-QEMU_DEFAULT_PORT = 15937  # helix-port=0 means this (qemu-utm virtio-gpu.h)
 
 # How a tie between candidates is broken, strongest evidence first.
 TIE_RULES = ("holds the listener", "the Helix app's pid file", "the newest start time")
@@ -83,7 +82,9 @@ class QemuInstance:
     def helix_port(self) -> int | None:
         if self.config is None or self.config.helix_port is None:
             return None
-        return self.config.helix_port or QEMU_DEFAULT_PORT
+        # 0 is not "the default": QEMU binds port 0, so the system picks a random port nobody
+        # can know (qemu.listener says so). Falsy here: not a port this run can use.
+        return self.config.helix_port
 
     @property
     def binary(self) -> str | None:

@@ -1,7 +1,8 @@
 """`watch`: the view to leave open while restarting the VM.
 
-Every few seconds the cheap probes run again (everything but the encoder session and the
-full stream exchange); meanwhile a stream stays open on each hop that can carry one (the
+Every few seconds the cheap probes run again (everything but the encoder session, the full
+stream exchange, the scanout subscription and the drm-manager's liveness probe, which writes
+an ERROR line into the manager's journal each time); meanwhile a stream stays open on each hop that can carry one (the
 host endpoint itself, and the guest's TCP path) and measures frames/s, latency and bytes
 per frame over a sliding window. Each layer's status change, and each stream's (flowing →
 closed, …), is an `Event` with a timestamp, optionally appended to a JSON-lines file. The
@@ -31,7 +32,9 @@ from helixdiag.report.model import Report
 from helixdiag.results import Status
 from helixdiag.timefmt import iso_time
 
-EXPENSIVE = frozenset({"encoder.session", "stream.exchange"})
+# Not repeated: what costs time, a client slot of the host (the subscription), or a line in
+# the drm-manager's journal per call (its liveness probe).
+EXPENSIVE = frozenset({"encoder.session", "stream.exchange", "guest-tcp.subscribe", "drm-manager.answers"})
 WINDOW_S = 5.0
 
 

@@ -28,7 +28,9 @@ def test_tcp_scanout_is_healthy_and_each_break_is_named(break_id):
     assert ok, (got, table, notes)
     if break_id is None:  # the subscriber got the desktop's frames, pushed by an H4 host
         exchange = next(p for p in report.probes if p.id == "stream.exchange")
-        assert exchange.evidence["mode"] == "scanout" and exchange.evidence["scanout"]["subscribed"]
+        sub = exchange.evidence["subscription"]
+        assert sub["mode"] == "scanout" and sub["scanout"]["subscribed"], exchange.evidence
+        assert exchange.evidence["mode_chosen"] == "scanout: the host answered SUBSCRIBE"
         assert any("desktop holds the lease of scanout 1" in n for n in notes), notes
     elif selftest.STACKS["tcp-scanout"].scenarios[break_id].description.startswith("the drm-manager"):
         assert any(n.startswith(("desktop: no lease", "drm-manager stand-in did not start")) for n in notes), notes
@@ -55,7 +57,7 @@ def test_every_part_is_gone_after_close():
     stack, cfg = selftest.build(None, "tcp-scanout")
     pids = [p.pid for p in stack.processes]
     manager_socket, root = stack.drm_socket, stack.root
-    assert os.path.exists(manager_socket) and stack.leases and cfg.mode == "scanout"
+    assert os.path.exists(manager_socket) and stack.leases and cfg.mode == "auto" and cfg.side == "both"
     stack.close()
     assert not root.exists() and not os.path.exists(manager_socket)
     for pid in pids:

@@ -131,6 +131,8 @@ def _click_option(name: str, meta: dict) -> Callable:
     kind, flag = meta["kind"], f"--{name.replace('_', '-')}"
     if meta["choices"]:
         return click.option(flag, type=click.Choice(meta["choices"]), help=meta["help"])
+    if kind is bool:
+        return click.option(f"{flag}/--no-{name.replace('_', '-')}", default=None, help=meta["help"])
     if kind is int:
         return click.option(flag, type=IntRange(meta["low"], meta["high"]), help=meta["help"])
     if kind is float:

@@ -94,6 +94,9 @@ class _Subscription:
             msg = event.message
             if event.kind == PUSH:
                 self._pushed(msg)
+                if opts.until_keyframe and result.keyframes and result.frames_received > sc.frames_before_keyframe + 1:
+                    sc.ended = "a keyframe and a frame after it arrived"
+                    return
             elif isinstance(msg, ErrorMessage):
                 result.add("encoder-error", f"host pushed ERROR {msg.code}", code=msg.code)
             elif event.failure_id:

@@ -18,7 +18,8 @@ from functools import cached_property
 from typing import TypeVar
 
 from helixdiag import logscan
-from helixdiag.logscan.summary import GstLogSummary, QemuLogSummary
+from helixdiag.logscan.summary import BridgeLogSummary, DrmLogSummary, GstLogSummary, QemuLogSummary
+from helixdiag.observe import scanout
 from helixdiag.observe.backend import Backend, choose_backend
 from helixdiag.observe.commands import CommandResult, run_command
 from helixdiag.observe.once import Once
@@ -32,7 +33,7 @@ HELIX_APP_PID_FILE = "~/Library/Application Support/Helix/qemu.pid"
 HELIX_MARKER = b"[HELIX]"
 HELIX_VERSION_RE = re.compile(rb"\[HELIX\] VERSION: ([\x20-\x7e]{1,120})")
 SCAN_CHUNK = 1 << 20
-S = TypeVar("S", GstLogSummary, QemuLogSummary)
+S = TypeVar("S", GstLogSummary, QemuLogSummary, BridgeLogSummary, DrmLogSummary)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,45 @@ class Observations:
         """QEMU's log summary; None when the file does not exist."""
         return self._once.get(("qemu-log", path), lambda: _scan(path, "qemu", QemuLogSummary))
 
+    def bridge_log(self, path: str) -> BridgeLogSummary | None:
+        """desktop-bridge's log summary; None when the file does not exist."""
+        return self._once.get(("bridge-log", path), lambda: _scan(path, "bridge", BridgeLogSummary))
+
+    def drm_log(self, path: str) -> DrmLogSummary | None:
+        """helix-drm-manager's journal summary; None when the file does not exist."""
+        return self._once.get(("drm-log", path), lambda: _scan(path, "drm", DrmLogSummary))
+
+    # ── the scanout path, seen from inside the guest
+    def processes_named(self, name: str) -> list[ProcInfo]:
+        """Processes whose name or program is `name` (e.g. desktop-bridge), oldest first."""
+        found = [p for p in self.processes
+                 if name in (p.name, os.path.basename(p.exe or ""), os.path.basename(p.argv[0]) if p.argv else "")]
+        return sorted(found, key=lambda p: p.started or 0)
+
+    def environ(self, pid: int) -> dict[str, str] | None:
+        return self._once.get(("environ", pid), lambda: scanout.process_environ(pid))
+
+    def connectors(self) -> list[scanout.Connector]:
+        return self._once.get("connectors", scanout.connectors)
+
+    def mount_at(self, path: str) -> scanout.MountEntry | None:
+        return self._once.get(("mount", path), lambda: scanout.mount_at(path))
+
+    def manager_env(self) -> dict[str, str] | None:
+        """/etc/helix-drm-manager.env (None: absent or unreadable here)."""
+        return self._once.get("manager-env", scanout.env_file)
+
+    def scanout_id_file(self, runtime_dir: str | None) -> tuple[str, int | None, str | None]:
+        return self._once.get(("scanout-id", runtime_dir), lambda: scanout.scanout_id_file(runtime_dir))
+
+    def unit_state(self, unit: str) -> str | None:
+        """`systemctl is-active UNIT` (active, failed, activating …; None: no systemd here)."""
+        def ask() -> str | None:
+            result = self.backend.run(["systemctl", "is-active", unit], timeout=3.0)
+            state = result.stdout.strip()
+            return state if result.returncode is not None and state else None
+        return self._once.get(("unit", unit), ask)
+
     # ── tools
     def gst_inspect(self, element: str, timeout: float) -> CommandResult:
         return self._once.get(("gst-inspect", element), lambda: self.backend.run(["gst-inspect-1.0", element], timeout))
@@ -183,9 +223,11 @@ def _binary_facts(path: str) -> BinaryFacts:
 
 
 def _scan(path: str, kind: str, expected: type[S]) -> S | None:
-    if not os.path.isfile(path):
+    """One log's summary; None when the file does not exist. `-` is standard input, read
+    once per process and kept (several logs may name it: `pbpaste | helixdiag run --qemu-log -`)."""
+    if path != logscan.STDIN and not os.path.isfile(path):
         return None
-    summary = logscan.scan_file(path, kind=kind)
+    summary = logscan.scan_path(path, kind=kind)
     if not isinstance(summary, expected):  # a forced kind always gives its own summary
         raise TypeError(f"scanning {path} as {kind} gave a {type(summary).__name__}")
     return summary

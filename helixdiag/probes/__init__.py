@@ -40,6 +40,9 @@ REGISTRY: dict[str, ProbeSpec] = {}
 _MODULES = (
     "helixdiag.probes.pipewire",
     "helixdiag.probes.vsockenc",
+    "helixdiag.probes.drm_manager",
+    "helixdiag.probes.scanout",
+    "helixdiag.probes.desktop_bridge",
     "helixdiag.probes.guest_tcp",
     "helixdiag.probes.socat",
     "helixdiag.probes.unix_socket",

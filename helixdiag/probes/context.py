@@ -4,17 +4,21 @@ and the results of the probes it depends on."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from helixdiag.config import RunConfig
 from helixdiag.logscan.summary import GstLogSummary
 from helixdiag.observe.facts import Observations
+from helixdiag.observe.once import Once
 from helixdiag.topology import Topology, discover
 
 if TYPE_CHECKING:
     from helixdiag.results import ProbeResult
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,6 +30,11 @@ class ProbeContext:
 
     def __post_init__(self) -> None:
         self._topology_lock = threading.Lock()
+        self._memo = Once()
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """A judgement several probes share (the video path, the scanout id), made once."""
+        return self._memo.get(key, compute)
 
     @cached_property
     def topology(self) -> Topology:

@@ -8,8 +8,8 @@ import os
 
 from helixdiag import net, pipeline
 from helixdiag.client import ExchangeOptions, exchange, ping
-from helixdiag.layers import Side
-from helixdiag.probes import register
+from helixdiag.layers import Side, VideoPath
+from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
 from helixdiag.results import Outcome, failed, passed, skipped
 
@@ -92,30 +92,82 @@ def guest_connect(ctx: ProbeContext) -> Outcome:
 # path to it cannot either: that probe is then `blocked`, not a second wait for the timeout.
 @register("guest-tcp.ping", layer="guest-tcp", side=Side.GUEST, talks=True,
           needs=("guest-tcp.connect", "stream.ping"),
-          description="PING → PONG through the guest's path, and one frame exchanged")
+          description="PING → PONG through the guest's path (and, on the request path, one frame)")
 def guest_ping(ctx: ProbeContext) -> Outcome:
     host, port, _ = _target(ctx)
     if port is None:
         return skipped("no port to dial")
     endpoint = net.Endpoint("tcp", host=host, port=port)
-    try:
-        answer = ping(endpoint, ctx.config.timeout)
-    except net.NetError as exc:
-        return failed("guest-tcp-refused" if exc.kind == "refused" else "guest-tcp-timeout",
-                      f"{endpoint}: {exc}", endpoint=str(endpoint))
+    answer = scanout_path.answers(ctx, port) if host == ctx.config.host else None
+    if answer is None:
+        try:
+            answer = ping(endpoint, ctx.config.timeout)
+        except net.NetError as exc:
+            answer = exc
+    if isinstance(answer, net.NetError):
+        return failed("guest-tcp-refused" if answer.kind == "refused" else "guest-tcp-timeout",
+                      f"{endpoint}: {answer}", endpoint=str(endpoint))
     evidence = {"endpoint": str(endpoint), "ping": answer.detail}
+    decision = scanout_path.decide(ctx)
+    if answer.outcome == "closed" and decision.path != VideoPath.REQUEST and ctx.topology.kind != "socat":
+        # A multi-client host (H3 and later) closes a connection it has no slot for at once.
+        return failed("scanout-slots-exhausted", f"{endpoint} accepted and closed at once ({answer.detail}): the "
+                      "host has no client slot left?", **evidence)
     if answer.outcome == "closed":
         return failed("guest-closed", f"{endpoint} accepted, then closed without an answer ({answer.detail})",
                       remedy=f"Something accepts on {port} but its backend is gone (socat whose Unix "
-                             f"target refuses?). {HOST_CHECKS}", **evidence)
+                             f"target refuses? a host with no client slot left?). {HOST_CHECKS}", **evidence)
     if not answer.ok:
         what = "accepted but never answered PING" if answer.outcome == "silent" \
             else "answered PING with something else"
         return failed("guest-no-reply", f"{endpoint} {what} ({answer.detail})",
                       remedy=f"The far side is dead or hung. {HOST_CHECKS}", **evidence)
+    if decision.path != VideoPath.REQUEST:
+        # Scanout (or not decided yet): no FRAME_REQUEST — on an H3 host its reply could land
+        # on a real viewer's socket; guest-tcp.subscribe decides the mode.
+        return passed(f"{endpoint} answers PING ({decision.reason})", **evidence)
+    return _one_frame(endpoint, ctx, evidence, f"{endpoint} answers PING, and a frame")
+
+
+def _one_frame(endpoint: net.Endpoint, ctx: ProbeContext, evidence: dict, said: str) -> Outcome:
+    """One FRAME_REQUEST like vsockenc's, validated."""
     result = exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=(320, 240),
                                       timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
     evidence["frame"] = result.to_dict()
     if "frame-request-ignored" in result.findings:
         return failed("frame-request-ignored", result.findings["frame-request-ignored"].message, **evidence)
-    return passed(f"{endpoint} answers PING, and a frame ({result.status})", **evidence)
+    return passed(f"{said} ({result.status})", **evidence)
+
+
+@register("guest-tcp.subscribe", layer="guest-tcp", side=Side.GUEST, talks=True,
+          needs=("guest-tcp.connect", "stream.ping"),
+          description="SUBSCRIBE to the desktop's scanout like desktop-bridge; frames and a keyframe arrive")
+def guest_subscribe(ctx: ProbeContext) -> Outcome:
+    decision = scanout_path.decide(ctx)
+    if decision.path == VideoPath.REQUEST:
+        return skipped(f"the request path is in use ({decision.reason}): nothing subscribes")
+    if not ctx.config.subscribe:
+        return skipped(f"--no-subscribe ({ctx.config.source('subscribe')}): the active subscription is off")
+    host, port, _ = _target(ctx)
+    if port is None:
+        return skipped("no port to dial")
+    endpoint = net.Endpoint("tcp", host=host, port=port)
+    try:
+        result = scanout_path.subscribe(ctx, endpoint)
+    except net.NetError as exc:
+        return failed("guest-tcp-refused" if exc.kind == "refused" else "guest-tcp-timeout",
+                      f"{endpoint}: {exc}", endpoint=str(endpoint))
+    outcome = scanout_path.judge_subscription(ctx, result)
+    if outcome is not None:
+        outcome.evidence["mode_chosen"] = f"scanout ({decision.reason})" if decision.path == VideoPath.SCANOUT \
+            else "scanout: the host answered SUBSCRIBE"
+        return outcome
+    evidence = {"endpoint": str(endpoint), "subscription": result.to_dict()}
+    if decision.path == VideoPath.SCANOUT:
+        return failed("stream-no-reply", f"{endpoint} answers PING but not SUBSCRIBE within "
+                      f"{ctx.config.timeout:g} s: a host without scanout mode (H2 or older)",
+                      remedy="Run a host build with scanout mode (H3 or later; the Helix Mac app's QEMU), or "
+                             "use the request path (vsockenc).", **evidence)
+    evidence["mode_chosen"] = "request: the host answers PING but not SUBSCRIBE (no scanout mode: H2 or older)"
+    return _one_frame(endpoint, ctx, evidence, f"{endpoint} has no scanout mode (SUBSCRIBE unanswered); "
+                                               "request mode: a frame")

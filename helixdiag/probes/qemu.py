@@ -9,6 +9,7 @@ from helixdiag.layers import Side
 from helixdiag.observe import parsers
 from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
+from helixdiag.probes.scanout_path import SCANOUT_OUTPUTS
 from helixdiag.results import Outcome, failed, from_findings, passed, skipped, warned
 from helixdiag.timefmt import iso_time
 from helixdiag.topology import WEAK_SOURCES, QemuInstance
@@ -90,6 +91,11 @@ def qemu_listener(ctx: ProbeContext) -> Outcome:
         return failed("qemu-not-listening",
                       f"QEMU pid {q.pid} runs but does not listen on {topo.socket_path or 'its Unix socket'}",
                       **evidence)
+    if q.config is not None and q.config.helix_port == 0:
+        return failed("qemu-not-listening", f"QEMU pid {q.pid} has helix-port=0: its export binds port 0, so the "
+                      "system gives it a random port the guest cannot know (0 does not mean the default)",
+                      remedy="Start QEMU with helix-port=41937 (the Helix Mac app's port), or leave helix-port= "
+                             "out for 15937; the guest's HELIX_FRAME_EXPORT_PORT must match.", **evidence)
     port = topo.listen_port
     mine = [t for t in tcp if port is None or t["address"].endswith(f":{port}")]
     if mine:
@@ -167,6 +173,28 @@ def qemu_network(ctx: ProbeContext) -> Outcome:
                   f"QEMU uses {vmnet[0]} networking: the guest has no 10.0.2.2 and reaches this Mac at the "
                   f"bridge address (typically 192.168.64.1), but the export listens on "
                   f"{', '.join(bound) or '127.0.0.1'} only", **evidence)
+
+
+@register("qemu.outputs", layer="qemu", side=Side.HOST, needs=("qemu.process",),
+          description="QEMU offers 16 display outputs, one scanout per desktop (max_outputs=16)")
+def qemu_outputs(ctx: ProbeContext) -> Outcome:
+    q = ctx.topology.qemu
+    if q is None:
+        return _no_qemu(ctx)
+    if ctx.topology.kind == "socat":
+        return skipped("the socat topology (vsockenc's requests): scanouts are not used")
+    outputs = q.config.max_outputs if q.config else None
+    evidence = {"max_outputs": outputs, "expected": SCANOUT_OUTPUTS}
+    if outputs is None and q.config is not None and q.config.helix_port_raw is not None:
+        return failed("scanout-outputs-missing", f"QEMU pid {q.pid} has no max_outputs on its command line: one "
+                      f"display output (the console), no scanout for any desktop", **evidence)
+    if outputs is None:
+        return skipped("no virtio-gpu max_outputs on QEMU's command line (not a scanout-path VM?)", **evidence)
+    if outputs < SCANOUT_OUTPUTS:
+        report = failed if outputs <= 1 else warned
+        return report("scanout-outputs-missing", f"QEMU pid {q.pid} runs with max_outputs={outputs}: at most "
+                      f"{max(outputs - 1, 0)} desktops can have a scanout", **evidence)
+    return passed(f"max_outputs={outputs}: {outputs - 1} scanouts for desktops", **evidence)
 
 
 def _loopback(address: str) -> bool:

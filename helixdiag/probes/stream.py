@@ -3,12 +3,10 @@ socket in the socat topology, QEMU's port otherwise — validated and decoded li
 
 from __future__ import annotations
 
-import dataclasses
-
 from helixdiag import net
 from helixdiag.client import ExchangeOptions, exchange, ping
-from helixdiag.layers import Side
-from helixdiag.probes import register
+from helixdiag.layers import Side, VideoPath
+from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
 from helixdiag.protocol import PixelFormat
 from helixdiag.results import Outcome, blocked, failed, passed, skipped, warned
@@ -42,6 +40,11 @@ def stream_ping(ctx: ProbeContext) -> Outcome:
                       endpoint=str(endpoint), kind=exc.kind, errno=exc.errno)
     if answer.ok:
         return passed(f"{endpoint} answers PING with PONG", endpoint=str(endpoint))
+    if answer.outcome == "closed" and endpoint.kind == "tcp" and \
+            scanout_path.decide(ctx).path != VideoPath.REQUEST:
+        # A multi-client host (H3 and later) closes a connection it has no slot for at once.
+        return failed("scanout-slots-exhausted", f"{endpoint} accepted and closed at once ({answer.detail}): the "
+                      "host has no client slot left?", endpoint=str(endpoint))
     return failed(PING_FAILURES[answer.outcome], f"{endpoint}: {answer.detail}", endpoint=str(endpoint),
                   timeout_s=ctx.config.timeout)
 
@@ -56,13 +59,35 @@ PING_FAILURES = {
 
 
 @register("stream.exchange", layer="stream", side=Side.EITHER, talks=True, needs=("stream.ping",),
-          description="a short frame exchange: H.264 validated, decoded and compared with what was sent")
+          description="a real exchange: a subscription (scanout) or frames asked for (request), H.264 "
+                      "validated and decoded")
 def stream_exchange(ctx: ProbeContext) -> Outcome:
     endpoint = _endpoint(ctx) if ctx.config.side != "guest" else None
     if endpoint is None:
         return _no_endpoint(ctx)
-    mode = "scanout" if ctx.config.mode == "scanout" else "request"
-    opts = ExchangeOptions(endpoint=endpoint, mode=mode, frames=ctx.config.frames,
+    decision = scanout_path.decide(ctx)
+    if decision.path != VideoPath.REQUEST:
+        if not ctx.config.subscribe:
+            return skipped(f"--no-subscribe: no subscription to the host's scanout ({decision.reason})")
+        try:
+            result = scanout_path.subscribe(ctx, endpoint)
+        except net.NetError as exc:
+            return failed("stream-connect-failed", f"cannot connect to {endpoint}: {exc}", endpoint=str(endpoint))
+        outcome = scanout_path.judge_subscription(ctx, result)
+        if outcome is not None:
+            outcome.evidence["mode_chosen"] = (f"scanout ({decision.reason})" if decision.path == VideoPath.SCANOUT
+                                               else "scanout: the host answered SUBSCRIBE")
+            return outcome
+        if decision.path == VideoPath.SCANOUT:
+            return failed("stream-no-reply", f"{endpoint} answers PING but not SUBSCRIBE within "
+                          f"{ctx.config.timeout:g} s: a host without scanout mode (H2 or older)",
+                          subscription=result.to_dict())
+    return _request_exchange(ctx, endpoint, decision)
+
+
+def _request_exchange(ctx: ProbeContext, endpoint: net.Endpoint, decision: scanout_path.PathDecision) -> Outcome:
+    """Frames asked for like vsockenc: validated, decoded, compared with what was sent."""
+    opts = ExchangeOptions(endpoint=endpoint, mode="request", frames=ctx.config.frames,
                            size=ctx.config.size, format=PixelFormat.NV12, timeout=ctx.config.timeout,
                            connect_timeout=ctx.config.timeout)
     try:
@@ -70,30 +95,17 @@ def stream_exchange(ctx: ProbeContext) -> Outcome:
     except net.NetError as exc:
         return failed("stream-connect-failed", f"cannot connect to {endpoint}: {exc}", endpoint=str(endpoint))
     evidence = result.to_dict()
+    evidence["mode_chosen"] = (f"request ({decision.reason})" if decision.path == VideoPath.REQUEST
+                               else "request: the host answers PING but not SUBSCRIBE (no scanout mode)")
     primary = result.primary
     if primary is None:
         lat = evidence["latency_ms"] or {}
         return passed(f"{result.frames_received}/{result.frames_sent or result.frames_received} frames "
-                      f"({mode}) valid and decoded, p50 {lat.get('p50', 0):.1f} ms", **evidence)
+                      f"(request) valid and decoded, p50 {lat.get('p50', 0):.1f} ms", **evidence)
     summary = primary.message
-    if primary.failure_id == "frame-request-ignored" and ctx.config.mode == "auto":
-        summary += _scanout_check(opts, evidence)
+    if primary.failure_id == "frame-request-ignored":
+        summary += (" — use scanout mode (HELIX_VIDEO_MODE=scanout: desktop-bridge subscribes to the "
+                    "desktop's scanout) with this host")
     if primary.severity == "warn":
         return warned(primary.failure_id, summary, **evidence)
     return failed(primary.failure_id, summary, **evidence)
-
-
-def _scanout_check(opts: ExchangeOptions, evidence: dict) -> str:
-    """An H4 host ignores FRAME_REQUEST but pushes frames to subscribers: say which it is,
-    so the remedy is "switch to scanout mode", not "the host is broken"."""
-    try:
-        scanout = exchange(dataclasses.replace(opts, mode="scanout", frames=min(opts.frames or 5, 5)))
-    except net.NetError as exc:
-        evidence["scanout"] = {"status": "fail", "error": str(exc)}
-        return " — and scanout mode cannot connect either"
-    evidence["scanout"] = scanout.to_dict()
-    if scanout.status != "fail":
-        return (" — but SUBSCRIBE works (scanout frames arrive and decode): an H4 host, which serves "
-                "scanout mode only; use HELIX_VIDEO_MODE=scanout (desktop-bridge) instead of vsockenc")
-    first = scanout.primary
-    return f" — and scanout mode fails too ({first.failure_id if first else 'no frames'})"

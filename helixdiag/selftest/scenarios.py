@@ -6,14 +6,13 @@
     tcp-request    an H2 host on its TCP port, asked like vsockenc
     socat-request  socat in front of `serve` on a Unix socket (H2 framing): the first setup
 
-A break changes one thing and names the failure id the diagnosis must name. The scanout
-path's own ids come later; until then its breaks are named by what a subscriber sees on the
-stream (a lease that never comes means a scanout nobody draws on: no frames).
+A break changes one thing and names the failure id the diagnosis must name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -165,24 +164,37 @@ _TCP_REQUEST = (
 # ----------------------------------------------------------------------------- tcp-scanout
 
 SCANOUT_HOST = HostOptions(generation="h4", picture="moving", fps=30, size=(320, 240), idle=None)
-_SCANOUT = {"topology": "tcp", "socket": None, "mode": "scanout", "side": "host"}
+# `--mode auto`, as an engineer runs it: the subscription decides scanout. Both sides here,
+# so the guest layers (the drm-manager stand-in, the subscription) are judged too.
+_SCANOUT = {"topology": "tcp", "socket": None, "mode": "auto", "side": "both"}
 
 
-def _tcp_scanout(fault: str | None = None, manager_fault: str | None = None,
-                 host: HostOptions = SCANOUT_HOST) -> Callable[[Stack], dict]:
+def _tcp_scanout(fault: str | None = None, manager_fault: str | None = None, host: HostOptions = SCANOUT_HOST,
+                 desktop: bool = True, **config) -> Callable[[Stack], dict]:
     def build(s: Stack) -> dict:
         s.port = free_port()
         s.start_fake_qemu(s.port, serve=True, fault=_fault(fault), host=host)
-        if s.start_drm_manager(s.port, fault=Fault(manager_fault) if manager_fault else None) is not None:
+        manager = s.start_drm_manager(s.port, fault=Fault(manager_fault) if manager_fault else None,
+                                      outputs=host.max_outputs)
+        if manager is not None and desktop:
             s.start_desktop(*host.size)
         elif not s.drm_socket or not os.path.exists(s.drm_socket):
             s.notes.append("desktop: no lease (the drm-manager socket is not there)")
-        return dict(_SCANOUT)
+        return {**_SCANOUT, "drm_socket": s.drm_socket or str(s.root / "drm.sock"),
+                "drm_log": str(s.root / "drm-manager.log"), "qemu_log": str(s.root / f"qemu-{s.port}.log"),
+                **config}
     return build
 
 
 def _fault(text: str | None) -> Fault | None:
     return parse_fault(text) if text else None
+
+
+def _slots_taken(s: Stack) -> dict:
+    """Every client slot of the host held by a stray client: the next connection is closed."""
+    config = _tcp_scanout()(s)
+    s.hold_client_slots(s.port, 16)
+    return config
 
 
 _TCP_SCANOUT = (
@@ -191,19 +203,27 @@ _TCP_SCANOUT = (
     Scenario("no-sps", "pushed keyframes come without SPS/PPS", _tcp_scanout("no-sps"), "stream-no-sps-pps"),
     Scenario("avcc", "pushed frames are length-prefixed (AVCC), not Annex-B", _tcp_scanout("avcc"), "stream-avcc"),
     Scenario("close-after-subscribe", "the host answers SUBSCRIBE, then closes the connection",
-             _tcp_scanout("close-after-subscribe"), "stream-closed"),
-    Scenario("drop-after", "the host drops a subscriber that stays silent (its read timeout, here 0.2 s)",
-             _tcp_scanout("drop-after=0.2"), "stream-closed"),
-    Scenario("no-frames", "the host answers SUBSCRIBE and never pushes a frame", _tcp_scanout("no-frames"),
-             "stream-no-reply"),
+             _tcp_scanout("close-after-subscribe"), "scanout-connection-lost"),
+    Scenario("drop-after", "the host drops a subscriber that stays silent (its read timeout, here 0.5 s)",
+             _tcp_scanout("drop-after=0.5"), "scanout-idle-drop"),
+    Scenario("no-frames", "the host captures frames for the subscriber and never encodes or pushes one",
+             _tcp_scanout("no-frames"), "scanout-no-frames"),
     Scenario("double-init", "the export initialised twice: subscribers are invisible to the frame path",
-             _tcp_scanout("double-init"), "stream-no-reply"),
+             _tcp_scanout("double-init"), "scanout-no-frames"),
+    Scenario("slots-exhausted", "stray clients hold all 16 of the host's client slots", _slots_taken,
+             "scanout-slots-exhausted"),
+    Scenario("outputs-missing", "QEMU runs without max_outputs=16: one output, no scanout for a desktop",
+             _tcp_scanout(host=dataclasses.replace(SCANOUT_HOST, max_outputs=1)), "scanout-outputs-missing"),
+    Scenario("not-rendered", "the subscriber asks for scanout 5; the desktop leased and draws on 1",
+             _tcp_scanout(scanout_id=5), "scanout-not-rendered"),
     Scenario("pool-empty", "the drm-manager has no scanout left: the desktop gets no lease, nothing draws",
-             _tcp_scanout(manager_fault="pool-empty"), "stream-no-reply"),
+             _tcp_scanout(manager_fault="pool-empty"), "scanout-pool-exhausted"),
     Scenario("no-master", "the drm-manager cannot become DRM master and exits: no lease, nothing draws",
-             _tcp_scanout(manager_fault="no-master"), "stream-no-reply"),
+             _tcp_scanout(manager_fault="no-master"), "drm-manager-not-master"),
     Scenario("wrong-port", "the drm-manager sends ENABLE_SCANOUT to a port nothing listens on",
-             _tcp_scanout(manager_fault="wrong-port"), "stream-no-reply"),
+             _tcp_scanout(manager_fault="wrong-port"), "drm-manager-wrong-port"),
+    Scenario("drm-manager-down", "no drm-manager: its socket is gone, no desktop has a lease",
+             _tcp_scanout(manager_fault="no-master", desktop=False, drm_log=None), "drm-manager-not-running"),
 )
 
 

@@ -171,8 +171,9 @@ class Stack:
         else:
             code = "import time; time.sleep(3600)"
         argv = [str(binary), "-c", code]
-        if helix_port:
-            argv += ["-device", f"virtio-gpu-gl-pci,helix-port={helix_port}"]
+        if helix_port is not None:  # as the Helix app starts it: the export's port, one output per desktop
+            argv += ["-device", f"virtio-gpu-gl-pci,helix-port={helix_port}",
+                     "-global", f"virtio-gpu-gl-pci.max_outputs={host.max_outputs}"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
                "PYTHONHOME": f"{sys.base_prefix}{os.pathsep}{sys.base_exec_prefix}"}
         proc = self._spawn(argv, cwd=str(cwd), env=env)
@@ -185,11 +186,11 @@ class Stack:
                           f"{what}, cwd {cwd}")
         return proc
 
-    def start_drm_manager(self, qemu_port: int, fault: Fault | None = None) -> DrmManager | None:
+    def start_drm_manager(self, qemu_port: int, fault: Fault | None = None, outputs: int = 16) -> DrmManager | None:
         """The drm-manager stand-in on `drm.sock` here, pointing at 127.0.0.1:qemu_port. One
         that cannot start (no-master) is a note, as a unit restarting in a loop would be."""
         path = str(self.root / "drm.sock")
-        manager = DrmManager(ManagerConfig(socket=path, qemu=("127.0.0.1", qemu_port), settle=0.1,
+        manager = DrmManager(ManagerConfig(socket=path, qemu=("127.0.0.1", qemu_port), outputs=outputs, settle=0.1,
                                            enable_timeout=2.0, disable_wait=0.5, fault=fault),
                              log=self._log_to("drm-manager.log"))
         self.drm_socket = path
@@ -240,6 +241,15 @@ class Stack:
             "os.kill(os.getpid(), signal.SIGKILL)\n"), path])
         child.wait(timeout=10)
         self.notes.append(f"stale socket {path} (its owner was SIGKILLed)")
+
+    def hold_client_slots(self, port: int, count: int) -> None:
+        """`count` idle clients connected to the host (closed at teardown), as stray viewers or
+        test tools would hold its slots."""
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5.0)
+            self._contexts.callback(sock.close)
+        time.sleep(0.2)  # the host's accept thread has given each its slot
+        self.notes.append(f"{count} idle clients hold the host's client slots on 127.0.0.1:{port}")
 
     def hold_port_with_stranger(self, port: int | None = None) -> subprocess.Popen:
         port = port or self.port

@@ -1,0 +1,278 @@
+"""The scanout path diagnosed: the drm-manager, the connectors and the desktop's scanout id,
+desktop-bridge, the subscription, and `--mode auto` — against the real stand-ins (an H4/H5
+QEMU on loopback, the drm-manager on a Unix socket, a desktop holding a lease), a real bind
+mount for the stale socket, and sysfs/mountinfo/environ files written in their real formats."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helixdiag import runner
+from helixdiag.config import RunConfig
+from helixdiag.faults import Fault
+from helixdiag.observe import scanout as facts
+from helixdiag.selftest.stack import HostOptions, Stack, free_port
+from helixdiag.server.drm_manager import DrmManager, ManagerConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+H4 = HostOptions(generation="h4", picture="moving", fps=30, size=(320, 240), idle=None)
+
+
+# ── the facts, from files in their real formats ─────────────────────────────────────────
+
+def _sysfs(root: Path, connectors: dict[int, tuple[str, str, int]]) -> Path:
+    """A /sys/class/drm tree: card0, card0-Virtual-N with status/enabled/modes, renderD128."""
+    (root / "card0").mkdir(parents=True)
+    (root / "renderD128").mkdir()
+    (root / "version").write_text("drm 1.1.0 20060810\n")
+    for n, (status, enabled, modes) in connectors.items():
+        d = root / f"card0-Virtual-{n}"
+        d.mkdir()
+        (d / "status").write_text(status + "\n")
+        (d / "enabled").write_text(enabled + "\n")
+        (d / "modes").write_text("".join(f"{1920 - i}x1080\n" for i in range(modes)))
+    return root
+
+
+def test_connectors_are_read_in_order_with_their_state(tmp_path):
+    tree = {n: ("disconnected", "disabled", 0) for n in range(1, 17)}
+    tree[1] = ("connected", "enabled", 3)
+    tree[2] = ("connected", "disabled", 1)
+    found = facts.connectors(str(_sysfs(tmp_path, tree)))
+    assert [c.name for c in found] == [f"Virtual-{n}" for n in range(1, 17)]
+    assert (found[0].scanout_id, found[0].status, found[0].enabled, found[0].modes) == (0, "connected", "enabled", 3)
+    assert (found[1].scanout_id, found[1].enabled) == (1, "disabled")
+    assert facts.connectors(str(tmp_path / "nowhere")) == []
+
+
+# One line of /proc/self/mountinfo read on this machine right after
+# `mount --bind /tmp/mnttest/src/drm.sock /tmp/mnttest/dst/drm.sock` (Debian 12, kernel 6.1),
+# with a directory mount and an escaped space around it.
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+30 27 254:0 /run/helix-drm /run/helix-drm rw,relatime - ext4 /dev/vda rw
+45 27 254:0 /tmp/mnttest/src/drm.sock /tmp/mnttest/dst/drm.sock rw,relatime - ext4 /dev/vda rw,discard
+46 27 254:0 /srv/a\\040b /mnt/a\\040b rw,relatime shared:1 - ext4 /dev/vda rw
+"""
+
+
+def test_a_socket_that_is_its_own_mount_point_is_found_in_mountinfo():
+    entry = facts.mount_at("/tmp/mnttest/dst/drm.sock", MOUNTINFO)
+    assert entry is not None and entry.root == "/tmp/mnttest/src/drm.sock" and entry.fstype == "ext4"
+    assert facts.mount_at("/run/helix-drm/drm.sock", MOUNTINFO) is None  # the directory is mounted: fine
+    assert facts.mount_at("/mnt/a b", MOUNTINFO).root == "/srv/a b"  # octal escapes undone
+
+
+def test_the_manager_env_file_and_the_scanout_id_file(tmp_path):
+    env = tmp_path / "helix-drm-manager.env"
+    env.write_text("# written by the Helix app\nQEMU_ADDR=10.0.2.2:41937\nexport DRM_DEVICE=\"/dev/dri/card0\"\n\n")
+    assert facts.env_file(str(env)) == {"QEMU_ADDR": "10.0.2.2:41937", "DRM_DEVICE": "/dev/dri/card0"}
+    assert facts.env_file(str(tmp_path / "none")) is None
+    (tmp_path / "helix-scanout-id").write_text("3")  # decimal, no newline, as the launcher writes it
+    assert facts.scanout_id_file(str(tmp_path))[1:] == (3, None)
+    (tmp_path / "helix-scanout-id").write_text("x\n")
+    assert "not a scanout id" in facts.scanout_id_file(str(tmp_path))[2]
+
+
+def test_a_process_environment_is_read_from_proc():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             env={"HELIX_VIDEO_MODE": "scanout", "HELIX_FRAME_EXPORT_PORT": "41937"})
+    try:
+        time.sleep(0.2)
+        env = facts.process_environ(child.pid)
+        assert env == {"HELIX_VIDEO_MODE": "scanout", "HELIX_FRAME_EXPORT_PORT": "41937"}
+    finally:
+        child.kill()
+        child.wait(5)
+    assert facts.process_environ(child.pid) is None  # gone
+
+
+# ── runs against the stand-ins ─────────────────────────────────────────────────────────
+
+def _scanout_stack(s: Stack, host: HostOptions = H4, manager_fault: str | None = None,
+                   desktop: bool = True) -> RunConfig:
+    s.port = free_port()
+    s.start_fake_qemu(s.port, serve=True, host=host)
+    if s.start_drm_manager(s.port, fault=Fault(manager_fault) if manager_fault else None) is not None and desktop:
+        s.start_desktop(*host.size)
+    return _config(s)
+
+
+def _config(s: Stack, **overrides) -> RunConfig:
+    cfg = s.run_config(topology="tcp", socket=None, mode="auto", drm_socket=s.drm_socket or str(s.root / "drm.sock"),
+                       drm_log=str(s.root / "drm-manager.log"), qemu_log=str(s.root / f"qemu-{s.port}.log"),
+                       timeout=1.0, deadline=30.0)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+        cfg.sources[key] = f"--{key.replace('_', '-')}"
+    return cfg
+
+
+def _run(cfg: RunConfig, *names: str):
+    report = runner.Runner(cfg, runner.select(list(names), not names)).run()
+    return report, {p.id: p for p in report.probes}
+
+
+def _table(report) -> str:
+    return "\n".join(f"{p.id:<28} {p.status:<8} {p.failure_id or '':<24} {p.summary[:120]}" for p in report.probes)
+
+
+def test_auto_mode_on_a_healthy_h4_host_subscribes_and_is_healthy():
+    with Stack() as s:
+        report, probes = _run(_scanout_stack(s))
+    assert report.diagnosis.status == "pass", _table(report)
+    sub = probes["guest-tcp.subscribe"]
+    assert sub.status == "pass" and "keyframe" in sub.summary, _table(report)
+    assert sub.evidence["mode_chosen"] == "scanout: the host answered SUBSCRIBE"
+    assert sub.evidence["scanout_id"] == 1 and "client slots" in sub.evidence["cost"]
+    assert probes["stream.exchange"].evidence["mode_chosen"].startswith("scanout")
+    assert probes["drm-manager.answers"].status == "pass"
+    assert "unknown command" in probes["drm-manager.answers"].evidence["cost"]
+    assert probes["qemu.outputs"].status == "pass"
+    # The request path's own probes are not run against a scanout host: no FRAME_REQUEST is sent.
+    assert "frame" not in probes["guest-tcp.ping"].evidence
+
+
+def test_a_static_picture_is_an_inconclusive_warning_not_a_failure():
+    static = HostOptions(generation="h4", picture="static", fps=30, size=(320, 240), idle=None)
+    with Stack() as s:
+        report, probes = _run(_scanout_stack(s, host=static), "guest-tcp", "stream")
+    sub = probes["guest-tcp.subscribe"]
+    assert (sub.status, sub.failure_id) == ("warn", "scanout-no-frames"), _table(report)
+    assert "move something on the desktop" in sub.summary
+    assert report.diagnosis.status == "warn" and report.diagnosis.root_cause is None, _table(report)
+
+
+def test_request_mode_against_h4_names_frame_request_ignored_and_says_scanout():
+    with Stack() as s:
+        report, probes = _run(_scanout_stack(s), "stream", "guest-tcp")
+        cfg = _config(s, mode="request")
+        report, probes = _run(cfg, "stream", "guest-tcp")
+    assert report.diagnosis.root_cause.failure_id == "frame-request-ignored", _table(report)
+    assert "use scanout mode" in probes["stream.exchange"].summary
+    assert probes["guest-tcp.subscribe"].status == "skip"
+
+
+def test_auto_mode_on_a_host_without_scanout_falls_back_to_request_and_says_so():
+    with Stack() as s:
+        s.port = free_port()
+        s.start_fake_qemu(s.port, serve=True, host=HostOptions(generation="h2", idle=None))
+        report, probes = _run(_config(s, drm_log=None), "stream", "guest-tcp")
+    exchange = probes["stream.exchange"]
+    assert exchange.status == "pass", _table(report)
+    assert exchange.evidence["mode_chosen"].startswith("request: the host answers PING but not SUBSCRIBE")
+    assert probes["guest-tcp.subscribe"].evidence["mode_chosen"].startswith("request")
+
+
+def test_no_subscribe_turns_the_active_probe_off():
+    with Stack() as s:
+        report, probes = _run(_config_with(_scanout_stack, s, subscribe=False), "guest-tcp", "stream")
+    assert probes["guest-tcp.subscribe"].status == "skip" and "--no-subscribe" in probes["guest-tcp.subscribe"].summary
+    assert probes["stream.exchange"].status == "skip"
+
+
+def _config_with(build, s: Stack, **overrides) -> RunConfig:
+    cfg = build(s)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+        cfg.sources[key] = f"--{key.replace('_', '-')}"
+    return cfg
+
+
+def test_the_scanout_path_skips_the_request_layers_with_the_reason(monkeypatch):
+    monkeypatch.setenv("HELIX_VIDEO_MODE", "scanout")
+    with Stack() as s:
+        cfg = _config_with(_scanout_stack, s, drm_socket="/run/helix-drm/drm.sock", side="guest")
+        report, probes = _run(cfg, "pipewire", "vsockenc")
+    for p in report.probes:
+        assert p.status == "skip" and "HELIX_VIDEO_MODE=scanout in this environment" in p.summary, _table(report)
+
+
+def test_a_manager_that_accepts_and_never_answers_is_named():
+    with Stack() as s:
+        cfg = _scanout_stack(s)
+        path = str(s.root / "hung.sock")
+        hung = socket.socket(socket.AF_UNIX)
+        hung.bind(path)
+        hung.listen()
+        try:
+            report, probes = _run(_config_with(lambda _s: cfg, s, drm_socket=path), "drm-manager")
+        finally:
+            hung.close()
+    answers = probes["drm-manager.answers"]
+    assert (answers.status, answers.failure_id) == ("fail", "drm-manager-not-running"), _table(report)
+    assert "does not answer" in answers.summary
+
+
+def test_a_subscription_to_a_scanout_nobody_draws_on_is_not_rendered():
+    with Stack() as s:
+        report, probes = _run(_config_with(_scanout_stack, s, scanout_id=5))
+    assert report.diagnosis.root_cause.failure_id == "scanout-not-rendered", _table(report)
+    assert probes["scanout.id"].evidence["leases_held"] == [1]
+
+
+@contextlib.contextmanager
+def _bind_mount(source: str, target: str):
+    Path(target).touch()
+    done = subprocess.run(["mount", "--bind", source, target], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({done.stderr.strip() or done.returncode}): needs root with "
+                    "CAP_SYS_ADMIN")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", target], capture_output=True, timeout=10)
+
+
+def test_a_socket_bind_mounted_as_a_file_goes_stale_when_the_manager_restarts():
+    with Stack() as s:
+        s.port = free_port()
+        s.start_fake_qemu(s.port, serve=True, host=H4)
+        manager = s.start_drm_manager(s.port)
+        container = s.root / "container"
+        container.mkdir()
+        seen = str(container / "drm.sock")  # what a desktop container sees: the socket file, mounted
+        cfg = _config(s, drm_socket=seen)
+        with _bind_mount(s.drm_socket, seen):
+            before = _run(cfg, "drm-manager")[1]["drm-manager.socket"]
+            # The daemon restarts: its socket goes, a new one is bound at the same path.
+            manager.stop()
+            again = DrmManager(ManagerConfig(socket=s.drm_socket, qemu=("127.0.0.1", s.port)))
+            again.start()
+            try:
+                report, probes = _run(cfg, "drm-manager")
+                still_there = os.path.exists(seen) and os.path.exists(s.drm_socket)
+            finally:
+                again.stop()
+    assert before.status == "pass" and "file bind mount" in before.summary, before.summary
+    stale = probes["drm-manager.socket"]
+    assert (stale.status, stale.failure_id) == ("fail", "drm-socket-stale-mount"), _table(report)
+    assert report.diagnosis.root_cause.failure_id == "drm-socket-stale-mount"
+    assert still_there  # diagnosing removed nothing: the socket belongs to the daemon
+
+
+def test_helix_port_zero_is_a_random_port_not_the_default():
+    with Stack() as s:
+        s.start_fake_qemu(0)  # a QEMU started with helix-port=0: its command line is the evidence
+        cfg = s.run_config(topology="tcp", socket=None, side="host", port=None, mode="auto")
+        cfg.sources.pop("port", None)
+        report, probes = _run(cfg, "qemu.listener", "qemu.process")
+    listener = probes["qemu.listener"]
+    assert listener.failure_id == "qemu-not-listening" and "helix-port=0" in listener.summary, _table(report)
+    assert "random port" in listener.summary
+
+
+def test_watch_never_repeats_the_subscription_or_the_managers_liveness_probe():
+    from helixdiag import watch
+    repeated = {p.id for p in watch.cheap_probes()}
+    assert "drm-manager.socket" in repeated and "scanout.connectors" in repeated
+    assert not repeated & {"drm-manager.answers", "guest-tcp.subscribe", "stream.exchange"}
