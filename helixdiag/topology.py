@@ -25,7 +25,6 @@ from helixdiag.observe import parsers
 from helixdiag.observe.facts import Observations
 from helixdiag.observe.processes import START_TIME_PRECISION_S, ProcInfo
 
-
 # How a tie between candidates is broken, strongest evidence first.
 TIE_RULES = ("holds the listener", "the Helix app's pid file", "the newest start time")
 
