@@ -11,7 +11,6 @@ import importlib.resources
 import os
 import re
 import sys
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ CHOICES = {
     "side": ("auto", "host", "guest", "both"),
     "topology": ("auto", "socat", "tcp"),
     "mode": ("auto", "request", "scanout"),
+    "guest_agent": ("auto", "builtin", "installed"),
 }
 MAX_SIDE = 8192  # a picture side, as vsockenc's caps allow
 
@@ -64,6 +64,11 @@ class RunConfig:
     pipeline: str | None = option(None, "The guest's GStreamer pipeline, for the lint.", metavar="STRING",
                                   to_guest=True)
     pipewire_node: str | None = option(None, "The PipeWire video source node.", metavar="ID|NAME", to_guest=True)
+    guest_agent: str = option("auto", "How --guest runs the guest side: installed = the guest's own helixdiag; "
+                              "builtin = carry the probes over (needs only python3 3.8+ there); auto = installed "
+                              "if present, else builtin.", choices=CHOICES["guest_agent"], in_report=False)
+    guest_user: str = option("ubuntu", "The VM's user for --guest auto (ssh through QEMU's hostfwd to port 22).",
+                             metavar="USER", in_report=False)
     timeout: float = option(2.0, "Seconds per network wait (default 2).", kind=float, low=0.05, high=600,
                             to_guest=True)
     frames: int = option(10, "Frames in the stream exchange (default 10).", kind=int, low=1, high=10_000,
@@ -153,7 +158,7 @@ def profile_dirs() -> list[Path]:
     """Installed profiles first (wheel), then the source tree's checks/."""
     dirs = []
     try:
-        installed = importlib.resources.files("helixdiag") / "_checks"
+        installed = importlib.resources.files("helixdiag") / "_checks"  # novermin - profiles are read on the host only
         if installed.is_dir():
             dirs.append(Path(str(installed)))
     except (ModuleNotFoundError, FileNotFoundError):
@@ -180,6 +185,10 @@ def load_profile(name_or_path: str) -> tuple[dict[str, Any], str]:
     else:
         known = ", ".join(available_profiles()) or "none"
         raise ConfigError(f"no profile {name_or_path!r} (known: {known})")
+    try:
+        import tomllib  # novermin - profiles are read on the host; the guest agent resolves without one
+    except ImportError:
+        raise ConfigError(f"profile {path}: reading profiles needs Python 3.11 or newer") from None
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:

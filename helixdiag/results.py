@@ -8,8 +8,9 @@ them imports another for its vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from helixdiag.compat import StrEnum
 
 if TYPE_CHECKING:
     from helixdiag.findings import Finding

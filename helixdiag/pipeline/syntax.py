@@ -451,7 +451,7 @@ class Pipeline:
         self._preds = {n: [] for n in self.nodes}
         self._succs = {n: [] for n in self.nodes}
         for chain in self.chains:
-            for a, b in zip(chain, chain[1:], strict=False):
+            for a, b in zip(chain, chain[1:]):  # noqa: B905 - no strict= on 3.8 (guest agent)
                 va, vb = self.vertex(a), self.vertex(b)
                 self._succs[va].append(vb)
                 self._preds[vb].append(va)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from helixdiag.compat import SLOTS
+
 MAGIC = 0x52465848  # "HXFR" on the wire (little-endian)
 HEADER = struct.Struct("<IBBHI")
 HEADER_SIZE = HEADER.size  # 12
@@ -91,7 +93,7 @@ class RemoteProtocolError(ProtocolError):
 Buffer = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Header:
     magic: int
     msg_type: int
@@ -100,7 +102,7 @@ class Header:
     payload_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FrameRequest:
     """0x01, guest → host. `pixels` present ⇔ the PIXEL_DATA flag (a zero-copy view when decoded)."""
 
@@ -120,7 +122,7 @@ class FrameRequest:
         return self.pixels is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FrameResponse:
     """0x02, host → guest: `nals` are the entries; real hosts send one Annex-B access unit."""
 
@@ -140,7 +142,7 @@ class FrameResponse:
         return b"".join(bytes(n) for n in self.nals)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class _HeaderOnly:
     """A message that is only its 12-byte header."""
 
@@ -151,7 +153,7 @@ class KeyframeRequest(_HeaderOnly):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ConfigRequest:
     width: int = 0
     height: int = 0
@@ -164,7 +166,7 @@ class ConfigRequest:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ConfigResponse:
     """0x05: a constant in the headers only, never sent by any host; kept opaque."""
 
@@ -180,7 +182,7 @@ class Pong(_HeaderOnly):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class EnableScanout:
     scanout_id: int
     width: int = 0
@@ -189,13 +191,13 @@ class EnableScanout:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class DisableScanout:
     scanout_id: int
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ScanoutResponse:
     scanout_id: int
     success: bool
@@ -203,7 +205,7 @@ class ScanoutResponse:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Subscribe:
     scanout_id: int
     session_id: int | None = None  # Go puts the scanout id here; None = do the same
@@ -213,7 +215,7 @@ class Subscribe:
         return self.scanout_id & 0xFFFF if self.session_id is None else self.session_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class SubscribeResponse:
     scanout_id: int
     success: bool = True
@@ -224,7 +226,7 @@ class SubscribeResponse:
         return self.scanout_id & 0xFFFF if self.session_id is None else self.session_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ErrorMessage:
     code: int
     message: str = ""
@@ -236,7 +238,7 @@ class ErrorMessage:
         return cls(code=code, message=f"Error: {code}", session_id=session_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class UnknownMessage:
     """A type this module does not know, skipped like the H3/H4 host does (when allowed)."""
 
