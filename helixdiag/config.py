@@ -90,13 +90,16 @@ class RunConfig:
         shown = {name: getattr(self, name) for name, f in OPTIONS.items() if f.metadata["in_report"]}
         return {**shown, "profile": self.sources.get("profile"), "sources": dict(self.sources)}
 
+    def guest_options(self, given: dict[str, Any]) -> dict[str, str]:
+        """The options the user gave that the guest side needs too, as text."""
+        return {name: format_value(name, given[name]) for name, f in OPTIONS.items()
+                if f.metadata["to_guest"] and given.get(name) is not None}
+
     def guest_arguments(self, given: dict[str, Any]) -> list[str]:
-        """The options the user gave that the guest side needs too, as command-line words."""
+        """The same as command-line words, for a helixdiag installed on the guest."""
         words: list[str] = []
-        for name, f in OPTIONS.items():
-            value = given.get(name)
-            if f.metadata["to_guest"] and value is not None:
-                words += [f"--{name.replace('_', '-')}", format_value(name, value)]
+        for name, value in self.guest_options(given).items():
+            words += [f"--{name.replace('_', '-')}", value]
         return words
 
 

@@ -144,6 +144,7 @@ class ExchangeResult(HasFindings):
     frames_before_subscribe_resp: int = 0  # scanout: pushed before the subscription was confirmed
     findings: dict[str, Finding] = field(default_factory=dict)
     scanout: ScanoutFigures | None = None  # scanout mode: what the subscriber saw
+    raw: dict[str, Any] | None = None  # the guest agent's recorded replies, judged on the host
 
     # -------------------------------------------------------------- findings
     def add(self, failure_id: str, message: str, **evidence: Any) -> None:
@@ -199,6 +200,7 @@ class ExchangeResult(HasFindings):
             "pong": self.pong,
             "findings": [f.to_dict() for f in self.findings.values()],
             **({"scanout": self.scanout.to_dict()} if self.scanout is not None else {}),
+            **({"raw": self.raw} if self.raw is not None else {}),
         }
 
 

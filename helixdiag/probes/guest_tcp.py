@@ -7,12 +7,13 @@ import contextlib
 import os
 
 from helixdiag import net, pipeline
-from helixdiag.client import ExchangeOptions, exchange, ping
+from helixdiag.client import ExchangeOptions, ping
 from helixdiag.layers import Side
 from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
 from helixdiag.results import Outcome, failed, passed, skipped
 
+PING_FRAME_SIZE = (320, 240)  # the one frame guest-tcp.ping exchanges
 HOST_CHECKS = "Run `helixdiag run --side host` on the Mac to see which host hop is broken."
 
 
@@ -113,9 +114,15 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
             else "answered PING with something else"
         return failed("guest-no-reply", f"{endpoint} {what} ({answer.detail})",
                       remedy=f"The far side is dead or hung. {HOST_CHECKS}", **evidence)
-    result = exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=(320, 240),
-                                      timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
+    result = ctx.exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=PING_FRAME_SIZE,
+                                          timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
     evidence["frame"] = result.to_dict()
     if "frame-request-ignored" in result.findings:
         return failed("frame-request-ignored", result.findings["frame-request-ignored"].message, **evidence)
-    return passed(f"{endpoint} answers PING, and a frame ({result.status})", **evidence)
+    return passed(ping_summary(endpoint, result.status), **evidence)
+
+
+def ping_summary(endpoint: object, frame_status: str) -> str:
+    """What a passing guest-tcp.ping says; the host says it again once it has judged a guest
+    agent's frame (helixdiag.agent.judge)."""
+    return f"{endpoint} answers PING, and a frame ({frame_status})"

@@ -9,6 +9,7 @@ client and the tap all read this table; none describes a message type again.
 from __future__ import annotations
 
 import struct
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -90,7 +91,7 @@ class RemoteProtocolError(ProtocolError):
 
 # --------------------------------------------------------------------------- messages
 
-Buffer = bytes | bytearray | memoryview
+Buffer = typing.Union[bytes, bytearray, memoryview]  # noqa: UP007 - evaluated at import: Python 3.8 (guest agent)
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -248,11 +249,11 @@ class UnknownMessage:
     payload_size: int
 
 
-Message = (
-    FrameRequest | FrameResponse | KeyframeRequest | ConfigRequest | ConfigResponse | Ping | Pong
-    | EnableScanout | DisableScanout | ScanoutResponse | Subscribe | SubscribeResponse
-    | ErrorMessage | UnknownMessage
-)
+Message = typing.Union[  # noqa: UP007 - as Buffer
+    FrameRequest, FrameResponse, KeyframeRequest, ConfigRequest, ConfigResponse, Ping, Pong,
+    EnableScanout, DisableScanout, ScanoutResponse, Subscribe, SubscribeResponse,
+    ErrorMessage, UnknownMessage,
+]
 
 
 # --------------------------------------------------------------------------- the table
@@ -272,7 +273,7 @@ _U32 = struct.Struct("<I")
 FRAME_REQUEST_BODY = _FRAME_REQUEST.size  # 44
 FRAME_RESPONSE_BODY = _FRAME_RESPONSE.size  # 24
 
-Packed = tuple[int, int, list[Buffer]]  # flags, header session id, payload parts
+Packed = typing.Tuple[int, int, typing.List[Buffer]]  # noqa: UP006 - as Buffer; flags, header session id, payload parts
 
 
 @dataclass(frozen=True)
