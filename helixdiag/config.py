@@ -97,13 +97,15 @@ class RunConfig:
 
     def guest_arguments(self, given: dict[str, Any]) -> list[str]:
         """The same as command-line words, for a helixdiag installed on the guest."""
-        words: list[str] = []
-        for name, value in self.guest_options(given).items():
-            words += [f"--{name.replace('_', '-')}", value]
-        return words
+        return option_words(self.guest_options(given))
 
 
 OPTIONS = {f.name: f for f in fields(RunConfig) if f.metadata.get("option")}
+
+
+def option_words(options: dict[str, str]) -> list[str]:
+    """{"gst_log": "b.log"} → ["--gst-log", "b.log"]."""
+    return [word for name, value in options.items() for word in (f"--{name.replace('_', '-')}", value)]
 
 
 def format_value(name: str, value: Any) -> str:

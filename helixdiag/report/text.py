@@ -32,6 +32,9 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
     cfg = report.config
     guest = cfg.get("guest") or {}
     side = f"host + guest (via {guest['prefix']})" if guest.get("prefix") else cfg.get("side")
+    places = cfg.get("places") or {}
+    if len(places) > 1:
+        side = "host + " + " + ".join(f"{name} (via {place['prefix']})" for name, place in places.items())
     head = f"helixdiag run — side {side}"
     if topo:
         head += f" · topology {topo.get('kind')} ({topo.get('kind_source')})"
