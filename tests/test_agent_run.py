@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 from agent_helpers import agent_run, clean_prefix, local_run, python38_path, verdict
-from pipewire_env import PipeWireStack, Source, pipewire_stack  # noqa: F401 - the fixture
 from run_helpers import kill_group, start_serve
 
 from helixdiag import selftest
+
+if TYPE_CHECKING:
+    from pipewire_env import PipeWireStack, Source
+
+pytest_plugins = ("pipewire_env",)  # the pipewire_stack fixture
 
 pytestmark = pytest.mark.timeout(120)
 
