@@ -58,6 +58,8 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
         side = str(layer.side) if str(layer.side) != previous_side else ""
         previous_side = str(layer.side)
         what = _describe(speaker, status)
+        if speaker and speaker.place and len(places) > 1:  # which place speaks for the layer
+            what = f"[muted]{speaker.place}:[/muted] {what}"
         if root and speaker and speaker.id == root.probe:
             what += "  [fail]◀ root cause[/fail]"
         elif speaker and speaker.id in symptom_probes:
