@@ -5,7 +5,7 @@
     --guest auto              the VM, by ssh through the forward QEMU has for its port 22
 
 Each place runs the guest layers that live there: in today's Helix the VM has no desktop
-session, so only its network path to the host (guest-tcp) is judged in "vm"; every other
+session, so "vm" judges the drm-manager, the scanouts (sysfs) and its path to the host (guest-tcp); every other
 place (a desktop container, a plain guest) runs every guest layer.
 """
 
@@ -24,7 +24,7 @@ AUTO = "auto"
 AUTO_NAME = "vm"
 SSH_PORT = 22
 # The layers of a place by its name; a name not listed runs every guest layer.
-PLACE_LAYERS: dict[str, tuple[str, ...]] = {"vm": ("guest-tcp",)}
+PLACE_LAYERS: dict[str, tuple[str, ...]] = {"vm": ("drm-manager", "scanout", "guest-tcp")}
 _NAMED = re.compile(r"^([a-z][a-z0-9-]*)=(.+)$", re.DOTALL)
 _HOSTFWD = re.compile(r"^(tcp|udp)?:([^:]*):(\d+)-([^:]*):(\d+)$")
 
