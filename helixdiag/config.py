@@ -11,7 +11,6 @@ import importlib.resources
 import os
 import re
 import sys
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ CHOICES = {
     "side": ("auto", "host", "guest", "both"),
     "topology": ("auto", "socat", "tcp"),
     "mode": ("auto", "request", "scanout"),
+    "guest_agent": ("auto", "builtin", "installed"),
 }
 MAX_SIDE = 8192  # a picture side, as vsockenc's caps allow
 
@@ -80,6 +80,11 @@ class RunConfig:
                                     "input.", metavar="PATH|-", to_guest=True)
     subscribe: bool = option(True, "Subscribe to the scanout like desktop-bridge (default on; it holds one of the "
                              "host's 16 client slots for a few seconds).", kind=bool, to_guest=True)
+    guest_agent: str = option("auto", "How --guest runs the guest side: installed = the guest's own helixdiag; "
+                              "builtin = carry the probes over (needs only python3 3.8+ there); auto = installed "
+                              "if present, else builtin.", choices=CHOICES["guest_agent"], in_report=False)
+    guest_user: str = option("ubuntu", "The VM's user for --guest auto (ssh through QEMU's hostfwd to port 22).",
+                             metavar="USER", in_report=False)
     timeout: float = option(2.0, "Seconds per network wait (default 2).", kind=float, low=0.05, high=600,
                             to_guest=True)
     frames: int = option(10, "Frames in the stream exchange (default 10).", kind=int, low=1, high=10_000,
@@ -101,22 +106,29 @@ class RunConfig:
         shown = {name: getattr(self, name) for name, f in OPTIONS.items() if f.metadata["in_report"]}
         return {**shown, "profile": self.sources.get("profile"), "sources": dict(self.sources)}
 
+    def guest_options(self, given: dict[str, Any]) -> dict[str, str]:
+        """The options the user gave that the guest side needs too, as text."""
+        return {name: format_value(name, given[name]) for name, f in OPTIONS.items()
+                if f.metadata["to_guest"] and given.get(name) is not None}
+
     def guest_arguments(self, given: dict[str, Any]) -> list[str]:
-        """The options the user gave that the guest side needs too, as command-line words."""
-        words: list[str] = []
-        for name, f in OPTIONS.items():
-            value = given.get(name)
-            if not f.metadata["to_guest"] or value is None:
-                continue
-            flag = name.replace("_", "-")
-            if f.metadata["kind"] is bool:
-                words.append(f"--{flag}" if value else f"--no-{flag}")
-            else:
-                words += [f"--{flag}", format_value(name, value)]
-        return words
+        """The same as command-line words, for a helixdiag installed on the guest."""
+        return option_words(self.guest_options(given))
 
 
 OPTIONS = {f.name: f for f in fields(RunConfig) if f.metadata.get("option")}
+
+
+def option_words(options: dict[str, str]) -> list[str]:
+    """{"gst_log": "b.log", "subscribe": "False"} → ["--gst-log", "b.log", "--no-subscribe"]."""
+    words: list[str] = []
+    for name, value in options.items():
+        flag = name.replace("_", "-")
+        if OPTIONS[name].metadata["kind"] is bool:
+            words.append(f"--{flag}" if _BOOL_WORDS.get(value.strip().lower(), True) else f"--no-{flag}")
+        else:
+            words += [f"--{flag}", value]
+    return words
 
 
 def format_value(name: str, value: Any) -> str:
@@ -180,7 +192,7 @@ def profile_dirs() -> list[Path]:
     """Installed profiles first (wheel), then the source tree's checks/."""
     dirs = []
     try:
-        installed = importlib.resources.files("helixdiag") / "_checks"
+        installed = importlib.resources.files("helixdiag") / "_checks"  # novermin - profiles are read on the host only
         if installed.is_dir():
             dirs.append(Path(str(installed)))
     except (ModuleNotFoundError, FileNotFoundError):
@@ -207,6 +219,10 @@ def load_profile(name_or_path: str) -> tuple[dict[str, Any], str]:
     else:
         known = ", ".join(available_profiles()) or "none"
         raise ConfigError(f"no profile {name_or_path!r} (known: {known})")
+    try:
+        import tomllib  # novermin - profiles are read on the host; the guest agent resolves without one
+    except ImportError:
+        raise ConfigError(f"profile {path}: reading profiles needs Python 3.11 or newer") from None
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:

@@ -11,10 +11,10 @@ import difflib
 import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
+from helixdiag.compat import StrEnum
 from helixdiag.errors import UsageError
 from helixdiag.layers import LAYER_NAMES
 from helixdiag.pixelcost import BGRX_1080P, frame_cost, grouped
@@ -900,7 +900,7 @@ def get(failure_id: str) -> Failure:
 
 def _installed_page(failure_id: str) -> str | None:
     try:
-        page = importlib.resources.files("helixdiag") / "_pages" / "failures" / f"{failure_id}.md"
+        page = importlib.resources.files("helixdiag") / "_pages" / "failures" / f"{failure_id}.md"  # novermin - explain, host
         if page.is_file():
             return page.read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError, NotADirectoryError):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import IntEnum
+
+from helixdiag.compat import SLOTS, StrEnum
 
 __all__ = [
     "AuSummary",
@@ -65,7 +67,7 @@ _SLICE_TYPES = frozenset({NalType.SLICE, NalType.DPA, NalType.IDR})
 _START_CODE = b"\x00\x00\x01"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Nal:
     """One NAL unit; `data` is the whole unit (header byte included) without any
     start code or length prefix, still containing emulation-prevention bytes."""
@@ -279,7 +281,7 @@ _PROFILE_NAMES = {
 _CHROMA_SUBSAMPLING = {1: (2, 2), 2: (2, 1), 3: (1, 1)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class SpsInfo:
     profile_idc: int
     # The whole byte after profile_idc as it appears in avcC / "avc1.PPCCLL":
@@ -490,7 +492,7 @@ def parse_sps(nal: Nal | bytes | bytearray | memoryview) -> SpsInfo:
 # Access units
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class AuSummary:
     nal_types: tuple[int, ...]
     has_sps: bool

@@ -6,7 +6,8 @@ This is the one declaration of the layer list; probes, reports and the diagnosis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from helixdiag.compat import StrEnum
 
 
 class Side(StrEnum):

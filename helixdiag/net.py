@@ -128,7 +128,7 @@ def translate(exc: OSError, what: str) -> NetError:
     """Turn an OSError from `what` (e.g. "connect to tcp://…") into a NetError."""
     if isinstance(exc, NetError):
         return exc
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, (TimeoutError, socket.timeout)):
         return NetError("timeout", f"{what}: timed out", errno_=errno.ETIMEDOUT)
     kind = _ERRNO_KINDS.get(exc.errno or 0, "other")
     if exc.errno == errno.EPROTOTYPE:  # connect() to a path that is a socket of another type

@@ -8,8 +8,9 @@ them imports another for its vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from helixdiag.compat import StrEnum
 
 if TYPE_CHECKING:
     from helixdiag.findings import Finding
@@ -81,12 +82,17 @@ class ProbeResult:
     evidence: dict[str, Any] = field(default_factory=dict)
     remedy: str | None = None
     duration_ms: int = 0
+    # Set when one report merges several machines (`run --guest`): the place the probe ran
+    # in ("vm", "desktop"; None on the host) and who observed its facts ("host", "guest:vm").
+    place: str | None = None
+    observed_on: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        where = {k: v for k, v in (("place", self.place), ("observed_on", self.observed_on)) if v is not None}
         return {
             "id": self.id, "layer": self.layer, "side": self.side, "status": str(self.status),
             "summary": self.summary, "failure_id": self.failure_id, "evidence": self.evidence,
-            "remedy": self.remedy, "duration_ms": self.duration_ms,
+            "remedy": self.remedy, "duration_ms": self.duration_ms, **where,
         }
 
 

@@ -18,7 +18,8 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from helixdiag import failures, graph
@@ -31,7 +32,7 @@ from helixdiag.probes.context import ProbeContext
 from helixdiag.report.model import Report, environment
 from helixdiag.results import Outcome, ProbeResult, Status, blocked, skipped
 
-Progress = Callable[[ProbeResult], None]
+Progress = typing.Callable[[ProbeResult], None]  # evaluated at import: typing for Python 3.8 (guest agent)
 MAX_CONCURRENT_PROBES = 6
 WATCH_PERIOD = 0.25  # seconds between calls of a watcher while probes run
 
@@ -56,7 +57,7 @@ class RunState:
     total: int
 
 
-Watcher = Callable[[RunState], None]
+Watcher = typing.Callable[[RunState], None]
 _watcher: contextvars.ContextVar[Watcher | None] = contextvars.ContextVar("run_watcher", default=None)
 
 

@@ -10,8 +10,8 @@ import contextlib
 import os
 import socket
 from dataclasses import dataclass
-from enum import StrEnum
 
+from helixdiag.compat import StrEnum
 from helixdiag.net import NetError, check_unix_path_length, path_kind, translate
 
 

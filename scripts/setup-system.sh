@@ -5,7 +5,7 @@
 set -euo pipefail
 
 DEBIAN_PACKAGES=(
-  socat lsof procps iproute2 tmux
+  socat lsof procps iproute2 tmux openssh-server openssh-client
   dbus pipewire pipewire-bin wireplumber
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav

@@ -92,8 +92,9 @@ def test_a_silent_prefix_times_out(tmp_path):
 
 
 def test_missing_remote_helixdiag_says_how_to_install(tmp_path):
-    res = run_cli("run", "--all", "--guest", "env -u PYTHONPATH PATH=/usr/bin:/bin", "--host", "127.0.0.1",
-                  "--port", "9", cwd=tmp_path)
+    # --guest-agent installed: the guest's own helixdiag or nothing (auto would bring the agent).
+    res = run_cli("run", "--all", "--guest", "env -u PYTHONPATH PATH=/usr/bin:/bin", "--guest-agent", "installed",
+                  "--host", "127.0.0.1", "--port", "9", cwd=tmp_path)
     assert res.returncode == 2
     assert "not installed on the guest" in res.stderr and "pip install" in res.stderr
     assert "Traceback" not in res.stderr

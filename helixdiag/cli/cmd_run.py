@@ -6,7 +6,9 @@ from functools import partial
 
 import click
 
-from helixdiag import remote, runner
+from helixdiag import runner
+from helixdiag.agent import places as guest_places
+from helixdiag.agent.run import run_place
 from helixdiag.cli import progress
 from helixdiag.cli.options import CONFIG_KEYS, FloatRange, output_file, report_files, run_options
 from helixdiag.cli.reporting import finish, write_report_files
@@ -24,14 +26,15 @@ from helixdiag.report import merge, text
 @click.option("--bundle", "bundle_dest", metavar="PATH", callback=output_file,
               help="Write a .tar.gz with the JSON/HTML reports and the logs' tails.")
 @click.option("--redact-paths", is_flag=True, help="Also replace the home directory and user name in every output.")
-@click.option("--guest", "guest_prefix", metavar="PREFIX",
+@click.option("--guest", "guest_prefixes", metavar="[NAME=]PREFIX|auto", multiple=True,
               help="Run the guest side through this command prefix (e.g. 'ssh ubuntu@helix-vm', "
-                   "'docker exec -i NAME') and merge it into one report.")
+                   "'docker exec -i NAME') and merge it into one report. Name places to give several "
+                   "(vm='ssh …' desktop='ssh … docker exec -i …'); auto = the VM over QEMU's ssh forward.")
 @click.option("--guest-timeout", type=FloatRange(1, 3600), default=90.0, show_default=True,
-              help="Bound on the remote guest run, seconds.")
+              help="Bound on each place's guest run (sending, connecting, running, reading back), seconds.")
 @click.pass_obj
 def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, redact_paths,
-            guest_prefix, guest_timeout, **flags) -> None:
+            guest_prefixes, guest_timeout, **flags) -> None:
     """Probe every hop of the video path and name the root cause.
 
     \b
@@ -44,8 +47,8 @@ def command(app, names, run_all, json_dest, junit_dest, html_dest, bundle_dest, 
     """
     if json_dest == "-":
         app.terminal.reserve_stdout()
-    if guest_prefix:
-        report = execute_with_guest(app, flags, list(names), run_all, guest_prefix, guest_timeout)
+    if guest_prefixes:
+        report = execute_with_guest(app, flags, list(names), run_all, list(guest_prefixes), guest_timeout)
     else:
         report = execute(app, flags, list(names), run_all)
     report.redact_paths = redact_paths
@@ -61,10 +64,14 @@ def execute(app, flags: dict, names: list[str], run_all: bool):
         return runner.Runner(cfg, probes, explicit=set(names)).run()
 
 
-def execute_with_guest(app, flags: dict, names: list[str], run_all: bool, prefix: str, timeout: float):
-    """The guest probes remotely, the host probes here, one merged report."""
-    args = RunConfig().guest_arguments(flags) + names
-    with app.terminal.busy(f"running the guest side via {prefix}…"):
-        guest = remote.run_guest(prefix, args, run_timeout=timeout)
+def execute_with_guest(app, flags: dict, names: list[str], run_all: bool, prefixes: list[str], timeout: float):
+    """The guest probes in each place, the host probes here, one merged report."""
+    cfg = resolve({k: flags.get(k) for k in CONFIG_KEYS})
+    places = guest_places.parse_places(prefixes, user=cfg.guest_user, connect_timeout=min(timeout, 10.0))
+    options = RunConfig().guest_options(flags)
+    guests = []
+    for place in places:
+        with app.terminal.busy(f"running the guest side in {place.name} via {place.prefix}…"):
+            guests.append(run_place(place, options, names, mode=cfg.guest_agent, timeout=timeout))
     host = execute(app, {**flags, "side": "host"}, names, run_all)
-    return merge.merge(host, guest)
+    return merge.merge(host, guests)

@@ -14,23 +14,38 @@ result; the `stream` probes reuse it so a probe and a manual `send` judge a host
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from helixdiag.client.checker import MIN_PSNR_DB, StreamChecker
 from helixdiag.client.connection import Connection, PingResult, Stop, ping
 from helixdiag.client.request import SLOW_FRAME_MS, run_request
-from helixdiag.client.result import ExchangeOptions, ExchangeResult, ScanoutFigures
+from helixdiag.client.result import (
+    MIN_PSNR_DB,
+    ExchangeOptions,
+    ExchangeResult,
+    Judge,
+    ScanoutFigures,
+)
 from helixdiag.client.scanout import run_scanout
 
 __all__ = ["MIN_PSNR_DB", "SLOW_FRAME_MS", "Connection", "ExchangeOptions", "ExchangeResult", "PingResult",
            "ScanoutFigures", "exchange", "ping"]
 
 
-def exchange(opts: ExchangeOptions) -> ExchangeResult:
+def exchange(opts: ExchangeOptions,
+             judge: Callable[[ExchangeResult, ExchangeOptions], Judge] | None = None) -> ExchangeResult:
     """Connect, run the exchange in the chosen mode, validate everything; never raises
-    for what the peer does — that becomes findings. Raises NetError only on connect."""
+    for what the peer does — that becomes findings. Raises NetError only on connect.
+
+    `judge` makes what looks at each FRAME_RESPONSE (default: the StreamChecker, which
+    decodes with PyAV). The guest agent passes one that records the replies instead, and
+    the host judges them (helixdiag.agent.judge)."""
     result = ExchangeResult(str(opts.endpoint), opts.mode)
     conn = Connection(opts.endpoint, opts.connect_timeout)
-    checker = StreamChecker(result, opts)
+    if judge is None:
+        from helixdiag.client.checker import StreamChecker  # host only: numpy and PyAV
+
+        judge = StreamChecker
+    checker = judge(result, opts)
     started = time.monotonic()
     try:
         if opts.mode == "scanout":

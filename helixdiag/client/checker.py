@@ -6,13 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from helixdiag import h264, protocol
-from helixdiag.client.result import ExchangeOptions, ExchangeResult
+from helixdiag.client.result import MIN_PSNR_DB, ExchangeOptions, ExchangeResult
 from helixdiag.decoding import StreamDecoder, UndecodableStream
 from helixdiag.frames import luma_plane, psnr, read_frame_number
 from helixdiag.protocol import FrameLayout, FrameResponse
-
-# A picture this far below the sent one was not made from our pixels (console, stale frame).
-MIN_PSNR_DB = 25.0
 
 
 def _acceptable_sizes(size: tuple[int, int]) -> set[tuple[int, int]]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import time
 
 from helixdiag import protocol
-from helixdiag.client.checker import StreamChecker
 from helixdiag.client.connection import Connection, Stop
-from helixdiag.client.result import ExchangeOptions, ExchangeResult
-from helixdiag.frames import SyntheticSource
+from helixdiag.client.result import ExchangeOptions, ExchangeResult, Judge
 from helixdiag.protocol import (
     ErrorMessage,
     FrameRequest,
@@ -28,9 +26,14 @@ def want_more(opts: ExchangeOptions, count: int, started: float) -> bool:
     return count < (opts.frames or 0)
 
 
-def run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: StreamChecker) -> None:
+def run_request(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: Judge) -> None:
     width, height = opts.size
-    source = opts.source or SyntheticSource(width, height, opts.format)
+    source = opts.source
+    if source is None:
+        # Host only (numpy): the guest agent brings its frames, made on the host.
+        from helixdiag.frames import SyntheticSource
+
+        source = SyntheticSource(width, height, opts.format)
     if (source.width, source.height, source.format) != (width, height, opts.format):
         raise ValueError(f"source is {source.width}x{source.height} {source.format.name}, "
                          f"options say {width}x{height} {PixelFormat(opts.format).name}")

@@ -3,15 +3,17 @@ in scanout mode also `ScanoutFigures`: what a subscriber like desktop-bridge saw
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from helixdiag import net
 from helixdiag.findings import Finding, HasFindings
-from helixdiag.frames import SyntheticSource
 from helixdiag.protocol import PixelFormat
+
+if TYPE_CHECKING:
+    from helixdiag.frames import SyntheticSource
+    from helixdiag.protocol import Buffer, FrameLayout, FrameResponse
 
 GAP_MS = 250.0  # a pause between two pushed frames this long is a visible freeze
 STATIC = "subscribed, no frames while the picture is static"
@@ -84,8 +86,17 @@ class ScanoutFigures:
         return rows
 
 
-MIN_PSNR_DB = 25.0
+MIN_PSNR_DB = 25.0  # a picture this far below the sent one was not made from our pixels
 SLOW_FRAME_MS = 100.0  # Helix's own latency goal (< 100 ms)
+
+
+class Judge(Protocol):
+    """What looks at each FRAME_RESPONSE of an exchange: the StreamChecker (client.checker)
+    validates and decodes; the guest agent's recorder keeps the bytes for the host."""
+
+    def check(self, resp: FrameResponse, expected: tuple[Buffer, FrameLayout, int] | None) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 @dataclass
@@ -136,6 +147,7 @@ class ExchangeResult(HasFindings):
     frames_before_subscribe_resp: int = 0  # scanout: pushed before the subscription was confirmed
     findings: dict[str, Finding] = field(default_factory=dict)
     scanout: ScanoutFigures | None = None  # scanout mode: what the subscriber saw
+    raw: dict[str, Any] | None = None  # the guest agent's recorded replies, judged on the host
 
     # -------------------------------------------------------------- findings
     def add(self, failure_id: str, message: str, **evidence: Any) -> None:
@@ -159,12 +171,12 @@ class ExchangeResult(HasFindings):
     def latency(self) -> dict[str, float] | None:
         if not self.latencies_ms:
             return None
-        arr = np.asarray(self.latencies_ms)
+        ordered = sorted(self.latencies_ms)
         return {
-            "p50": round(float(np.percentile(arr, 50)), 3),
-            "p95": round(float(np.percentile(arr, 95)), 3),
-            "p99": round(float(np.percentile(arr, 99)), 3),
-            "max": round(float(arr.max()), 3),
+            "p50": round(percentile(ordered, 50), 3),
+            "p95": round(percentile(ordered, 95), 3),
+            "p99": round(percentile(ordered, 99), 3),
+            "max": round(ordered[-1], 3),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,11 +203,21 @@ class ExchangeResult(HasFindings):
             "pong": self.pong,
             "findings": [f.to_dict() for f in self.findings.values()],
             **({"scanout": self.scanout.to_dict()} if self.scanout is not None else {}),
+            **({"raw": self.raw} if self.raw is not None else {}),
         }
 
 
+def percentile(ordered: list[float], p: float) -> float:
+    """numpy.percentile's default (linear between the two nearest ranks), in the standard
+    library: the guest agent carries this module."""
+    rank = (len(ordered) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 def _psnr_summary(values: list[float]) -> dict[str, float] | None:
-    finite = [v for v in values if np.isfinite(v)]
+    finite = [v for v in values if math.isfinite(v)]
     if not values:
         return None
     return {

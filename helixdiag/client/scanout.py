@@ -12,17 +12,16 @@ from __future__ import annotations
 import time
 
 from helixdiag import net, protocol
-from helixdiag.client.checker import StreamChecker
 from helixdiag.client.connection import Connection, Stop
 from helixdiag.client.request import diagnose_silence, want_more
-from helixdiag.client.result import STATIC, ExchangeOptions, ExchangeResult, ScanoutFigures
+from helixdiag.client.result import STATIC, ExchangeOptions, ExchangeResult, Judge, ScanoutFigures
 from helixdiag.protocol import ErrorMessage, FrameResponse, RemoteProtocolError
 from helixdiag.protocol.conversation import EARLY_PUSH, PUSH, REPLY, Event
 
 IDLE_HINT_S = 0.3  # a close this long after our last message may be the host's idle timeout
 
 
-def run_scanout(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: StreamChecker) -> None:
+def run_scanout(conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: Judge) -> None:
     sc = result.scanout = ScanoutFigures(opts.scanout_id)
     run = _Subscription(conn, opts, result, checker, sc)
     try:
@@ -36,7 +35,7 @@ def run_scanout(conn: Connection, opts: ExchangeOptions, result: ExchangeResult,
 
 
 class _Subscription:
-    def __init__(self, conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: StreamChecker,
+    def __init__(self, conn: Connection, opts: ExchangeOptions, result: ExchangeResult, checker: Judge,
                  sc: ScanoutFigures) -> None:
         self.conn, self.opts, self.result, self.checker, self.sc = conn, opts, result, checker, sc
         self.expect = opts.expect_frames if opts.expect_frames is not None else opts.duration is None

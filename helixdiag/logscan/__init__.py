@@ -124,7 +124,7 @@ __all__ = [
 
 def _prepared(lines: Iterable[str | bytes], cut: list[int]) -> Iterator[str]:
     for raw in lines:
-        line = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+        line = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
         if len(line) > MAX_LINE_CHARS:
             line = line[:MAX_LINE_CHARS]
             cut[0] += 1
@@ -246,7 +246,7 @@ def _reason(exc: BaseException) -> str:
         return "is a directory"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    if isinstance(exc, zlib.error | EOFError):
+    if isinstance(exc, (zlib.error, EOFError)):
         return "corrupt or truncated gzip data"
     return str(exc) or type(exc).__name__
 

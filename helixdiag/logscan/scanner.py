@@ -13,6 +13,7 @@ ladder) and the small parsing and bounding helpers live here too.
 from __future__ import annotations
 
 import re
+import typing
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,7 +212,7 @@ def _prove(sc: _Scanner, e: Effect, no: int, line: str, m: re.Match[str]) -> Non
     sc._hit(e.value, no, line, sc.by_name[sc.current], m)
 
 
-Step = tuple[Callable[..., None], Any]  # (function, argument): fn(scanner, arg, no, line, m)
+Step = typing.Tuple[typing.Callable[..., None], Any]  # noqa: UP006 - evaluated at import, Python 3.8 (guest agent); (function, argument): fn(scanner, arg, no, line, m)
 
 
 # ════════════════════════════════════════════════════════════════════ evidence

@@ -15,10 +15,10 @@ kind's rows for docs/tools.md.
 
 from __future__ import annotations
 
-import re._constants as _sre
-import re._parser as _sre_parse
 from typing import Any
 
+from helixdiag.compat import sre_constants as _sre
+from helixdiag.compat import sre_parse as _sre_parse
 from helixdiag.failures import CATALOG
 from helixdiag.logscan.gst import (
     _ERAS,

@@ -7,12 +7,11 @@ fact a platform cannot give comes back with the reason (e.g. dylib paths off mac
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-
-import psutil
 
 from helixdiag.observe import parsers
 from helixdiag.observe.commands import COMMAND_TIMEOUT, CommandResult, Transcript, run_command
@@ -39,23 +38,7 @@ class Backend:
 
     def processes(self) -> Iterator[ProcInfo]:
         """Every process this user can see; <defunct> ones run nothing and are left out."""
-        for proc in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time", "status"]):
-            info = proc.info
-            if info.get("status") == psutil.STATUS_ZOMBIE:
-                continue
-            try:
-                cwd = proc.cwd()
-            except (psutil.Error, OSError):
-                cwd = None
-            argv = tuple(info.get("cmdline") or ())
-            unreadable = not argv and info.get("cmdline") is None  # AccessDenied, not an empty argv
-            if unreadable and (info.get("name") or "") in ("socat", "qemu-system-aarch64", "QEMULauncher"):
-                argv = self.command_line_of(info["pid"])
-                unreadable = not argv
-            yield ProcInfo(
-                pid=info["pid"], name=info.get("name") or "", exe=info.get("exe"), argv=argv, cwd=cwd,
-                started=info.get("create_time"), ppid=info.get("ppid"), argv_unreadable=unreadable,
-            )
+        raise NotImplementedError
 
     def command_line_of(self, pid: int) -> tuple[str, ...]:
         """Another user's command line, where the platform's `ps` may show it (space-joined)."""
@@ -81,22 +64,11 @@ class Backend:
 
 
 def choose_backend() -> Backend:
-    if sys.platform == "darwin":
-        from helixdiag.observe.macos import MacBackend
-
-        return MacBackend()
-    from helixdiag.observe.linux import LinuxBackend
-
-    return LinuxBackend()
-
-
-def pid_name(pid: int | None) -> str | None:
-    if not pid:
-        return None
-    try:
-        return psutil.Process(pid).name()
-    except (psutil.Error, OSError):
-        return None
+    # By name: the guest agent carries this module but not the psutil backends (it uses
+    # observe.procfs), so nothing here may import them where the agent would follow.
+    name = "macos.MacBackend" if sys.platform == "darwin" else "linux.LinuxBackend"
+    module, cls = name.split(".")
+    return getattr(importlib.import_module(f"helixdiag.observe.{module}"), cls)()
 
 
 def lsof() -> str:

@@ -243,11 +243,18 @@ def _tool_versions() -> dict[str, str | None]:
         result = run_command(argv, timeout=2.0)
         m = re.search(pattern, result.stdout + result.stderr) if result.error is None else None
         versions[name] = m.group(1) if m else None
-    import av
-
-    versions["pyav"] = av.__version__
+    versions["pyav"] = _installed_version("av")  # not imported: the guest agent has no PyAV
     versions["python"] = platform.python_version()
     return versions
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 # Tool versions do not change while the process runs (`watch` runs again and again).

@@ -7,11 +7,12 @@ import os
 from collections.abc import Sequence
 
 from helixdiag.observe import parsers
-from helixdiag.observe.backend import Backend, lsof, lsof_unix_holders
+from helixdiag.observe.backend import lsof, lsof_unix_holders
 from helixdiag.observe.processes import Listener, ProcInfo
+from helixdiag.observe.psutil_procs import PsutilBackend
 
 
-class MacBackend(Backend):
+class MacBackend(PsutilBackend):
     name = "macos"
     unsupported: dict[str, str] = {}
     hardware_encoder = "videotoolbox"

@@ -467,7 +467,7 @@ def frame_stats(times: list[float] | tuple[float, ...], start: float, end: float
     window = max(end - start, 1e-9)
     if not inside:
         return FrameStats(window, 0, None, None, window, None, None, 0.0)
-    gaps = [b - a for a, b in zip(inside, inside[1:], strict=False)]
+    gaps = [b - a for a, b in zip(inside, inside[1:])]  # noqa: B905 - no strict= on 3.8 (guest agent)
     span = inside[-1] - inside[0]
     fps = (len(inside) - 1) / span if len(inside) > 1 and span > 0 else None
     return FrameStats(window, len(inside), inside[0], inside[-1], window - inside[-1],

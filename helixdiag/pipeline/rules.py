@@ -13,7 +13,7 @@ through `_Editor`. `_analyse()` runs every rule. The constants the rules check a
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,7 @@ CONVERTERS = frozenset({"videoconvert", "videoconvertscale"})
 _AFTER_QUEUE_HOLDERS = frozenset({"videoconvert", "videoscale", "videoconvertscale"})
 
 
-Fix = Callable[["_Editor"], None]
+Fix = typing.Callable[["_Editor"], None]  # evaluated at import: typing for Python 3.8 (guest agent)
 
 
 @dataclass(frozen=True)

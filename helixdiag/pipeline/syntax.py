@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -405,8 +406,8 @@ class Ref:
         return f"{self.name}.{self.pad or ''}"
 
 
-Node = Element | Caps | Ref
-Vertex = Element | Caps
+Node = typing.Union[Element, Caps, Ref]  # noqa: UP007 - evaluated at import, Python 3.8 (guest agent)
+Vertex = typing.Union[Element, Caps]  # noqa: UP007 - as Node
 
 
 @dataclass(eq=False)
@@ -451,7 +452,7 @@ class Pipeline:
         self._preds = {n: [] for n in self.nodes}
         self._succs = {n: [] for n in self.nodes}
         for chain in self.chains:
-            for a, b in zip(chain, chain[1:], strict=False):
+            for a, b in zip(chain, chain[1:]):  # noqa: B905 - no strict= on 3.8 (guest agent)
                 va, vb = self.vertex(a), self.vertex(b)
                 self._succs[va].append(vb)
                 self._preds[vb].append(va)

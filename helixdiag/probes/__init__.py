@@ -8,6 +8,7 @@ Adding a probe is one function in one layer module (and that module listed in `_
 from __future__ import annotations
 
 import importlib
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from helixdiag.probes.context import ProbeContext
 
 
-ProbeFunc = Callable[["ProbeContext"], Outcome]
+ProbeFunc = typing.Callable[["ProbeContext"], Outcome]  # evaluated at import: typing for Python 3.8 (guest agent)
 
 
 @dataclass(frozen=True)

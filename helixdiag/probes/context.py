@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
+from helixdiag import client
 from helixdiag.config import RunConfig
 from helixdiag.logscan.summary import GstLogSummary
 from helixdiag.observe.facts import Observations
@@ -27,6 +28,9 @@ class ProbeContext:
     obs: Observations = field(default_factory=Observations)
     results: dict[str, ProbeResult] = field(default_factory=dict)
     explicit: set[str] = field(default_factory=set)  # probe ids / layers named on the command line
+    # How a guest probe runs its frame exchange: validated and decoded here, or (the guest
+    # agent) recorded for the host to judge.
+    exchange: Callable[[client.ExchangeOptions], client.ExchangeResult] = client.exchange
 
     def __post_init__(self) -> None:
         self._topology_lock = threading.Lock()

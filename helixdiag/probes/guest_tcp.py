@@ -7,12 +7,16 @@ import contextlib
 import os
 
 from helixdiag import net, pipeline
-from helixdiag.client import ExchangeOptions, exchange, ping
+from helixdiag.client import ExchangeOptions, ping
 from helixdiag.layers import Side, VideoPath
 from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
 from helixdiag.results import Outcome, failed, passed, skipped
 
+PING_FRAME_SIZE = (320, 240)  # the one frame guest-tcp.ping exchanges
+# How a passing probe ends that exchanged a frame; the host says it again once it has judged
+# a guest agent's recorded frame (helixdiag.agent.judge).
+FRAME_SAID = ", and a frame ({})"
 HOST_CHECKS = "Run `helixdiag run --side host` on the Mac to see which host hop is broken."
 
 
@@ -126,17 +130,17 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
         # Scanout (or not decided yet): no FRAME_REQUEST — on an H3 host its reply could land
         # on a real viewer's socket; guest-tcp.subscribe decides the mode.
         return passed(f"{endpoint} answers PING ({decision.reason})", **evidence)
-    return _one_frame(endpoint, ctx, evidence, f"{endpoint} answers PING, and a frame")
+    return _one_frame(endpoint, ctx, evidence, f"{endpoint} answers PING")
 
 
 def _one_frame(endpoint: net.Endpoint, ctx: ProbeContext, evidence: dict, said: str) -> Outcome:
     """One FRAME_REQUEST like vsockenc's, validated."""
-    result = exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=(320, 240),
-                                      timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
+    result = ctx.exchange(ExchangeOptions(endpoint=endpoint, frames=1, size=PING_FRAME_SIZE,
+                                          timeout=ctx.config.timeout, connect_timeout=ctx.config.timeout))
     evidence["frame"] = result.to_dict()
     if "frame-request-ignored" in result.findings:
         return failed("frame-request-ignored", result.findings["frame-request-ignored"].message, **evidence)
-    return passed(f"{said} ({result.status})", **evidence)
+    return passed(said + FRAME_SAID.format(result.status), **evidence)
 
 
 @register("guest-tcp.subscribe", layer="guest-tcp", side=Side.GUEST, talks=True,
@@ -169,5 +173,5 @@ def guest_subscribe(ctx: ProbeContext) -> Outcome:
                       remedy="Run a host build with scanout mode (H3 or later; the Helix Mac app's QEMU), or "
                              "use the request path (vsockenc).", **evidence)
     evidence["mode_chosen"] = "request: the host answers PING but not SUBSCRIBE (no scanout mode: H2 or older)"
-    return _one_frame(endpoint, ctx, evidence, f"{endpoint} has no scanout mode (SUBSCRIBE unanswered); "
-                                               "request mode: a frame")
+    return _one_frame(endpoint, ctx, evidence, f"{endpoint} has no scanout mode (SUBSCRIBE unanswered): "
+                                               "request mode")

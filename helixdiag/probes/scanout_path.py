@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from helixdiag import net
-from helixdiag.client import ExchangeOptions, ExchangeResult, PingResult, exchange, ping
+from helixdiag.client import ExchangeOptions, ExchangeResult, PingResult, ping
 from helixdiag.client.scanout import IDLE_HINT_S
 from helixdiag.config import DEFAULT_DRM_SOCKET
 from helixdiag.layers import VideoPath
@@ -221,15 +221,15 @@ def subscribe(ctx: ProbeContext, endpoint: net.Endpoint) -> ExchangeResult:
                            scanout_id=target.chosen, expect_frames=False, until_keyframe=True, bitrate=None)
     # One subscription per endpoint per run: on --side both the guest's path and the host's
     # endpoint are the same port, and a second watch would only cost another slot and 3 s.
-    outcome = ctx.memo(("subscription", str(endpoint)), lambda: _attempt(opts))
+    outcome = ctx.memo(("subscription", str(endpoint)), lambda: _attempt(ctx, opts))
     if isinstance(outcome, net.NetError):
         raise outcome
     return outcome
 
 
-def _attempt(opts: ExchangeOptions) -> ExchangeResult | net.NetError:
+def _attempt(ctx: ProbeContext, opts: ExchangeOptions) -> ExchangeResult | net.NetError:
     try:
-        return exchange(opts)
+        return ctx.exchange(opts)  # validated here, or recorded for the host (a guest agent)
     except net.NetError as exc:
         return exc
 

@@ -9,9 +9,12 @@ client and the tap all read this table; none describes a message type again.
 from __future__ import annotations
 
 import struct
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from helixdiag.compat import SLOTS
 
 MAGIC = 0x52465848  # "HXFR" on the wire (little-endian)
 HEADER = struct.Struct("<IBBHI")
@@ -88,10 +91,10 @@ class RemoteProtocolError(ProtocolError):
 
 # --------------------------------------------------------------------------- messages
 
-Buffer = bytes | bytearray | memoryview
+Buffer = typing.Union[bytes, bytearray, memoryview]  # noqa: UP007 - evaluated at import: Python 3.8 (guest agent)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Header:
     magic: int
     msg_type: int
@@ -100,7 +103,7 @@ class Header:
     payload_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FrameRequest:
     """0x01, guest → host. `pixels` present ⇔ the PIXEL_DATA flag (a zero-copy view when decoded)."""
 
@@ -120,7 +123,7 @@ class FrameRequest:
         return self.pixels is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FrameResponse:
     """0x02, host → guest: `nals` are the entries; real hosts send one Annex-B access unit."""
 
@@ -140,7 +143,7 @@ class FrameResponse:
         return b"".join(bytes(n) for n in self.nals)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class _HeaderOnly:
     """A message that is only its 12-byte header."""
 
@@ -151,7 +154,7 @@ class KeyframeRequest(_HeaderOnly):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ConfigRequest:
     width: int = 0
     height: int = 0
@@ -164,7 +167,7 @@ class ConfigRequest:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ConfigResponse:
     """0x05: a constant in the headers only, never sent by any host; kept opaque."""
 
@@ -180,7 +183,7 @@ class Pong(_HeaderOnly):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class EnableScanout:
     scanout_id: int
     width: int = 0
@@ -189,13 +192,13 @@ class EnableScanout:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class DisableScanout:
     scanout_id: int
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ScanoutResponse:
     scanout_id: int
     success: bool
@@ -203,7 +206,7 @@ class ScanoutResponse:
     session_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Subscribe:
     scanout_id: int
     session_id: int | None = None  # Go puts the scanout id here; None = do the same
@@ -213,7 +216,7 @@ class Subscribe:
         return self.scanout_id & 0xFFFF if self.session_id is None else self.session_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class SubscribeResponse:
     scanout_id: int
     success: bool = True
@@ -224,7 +227,7 @@ class SubscribeResponse:
         return self.scanout_id & 0xFFFF if self.session_id is None else self.session_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ErrorMessage:
     code: int
     message: str = ""
@@ -236,7 +239,7 @@ class ErrorMessage:
         return cls(code=code, message=f"Error: {code}", session_id=session_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class UnknownMessage:
     """A type this module does not know, skipped like the H3/H4 host does (when allowed)."""
 
@@ -246,11 +249,11 @@ class UnknownMessage:
     payload_size: int
 
 
-Message = (
-    FrameRequest | FrameResponse | KeyframeRequest | ConfigRequest | ConfigResponse | Ping | Pong
-    | EnableScanout | DisableScanout | ScanoutResponse | Subscribe | SubscribeResponse
-    | ErrorMessage | UnknownMessage
-)
+Message = typing.Union[  # noqa: UP007 - as Buffer
+    FrameRequest, FrameResponse, KeyframeRequest, ConfigRequest, ConfigResponse, Ping, Pong,
+    EnableScanout, DisableScanout, ScanoutResponse, Subscribe, SubscribeResponse,
+    ErrorMessage, UnknownMessage,
+]
 
 
 # --------------------------------------------------------------------------- the table
@@ -270,7 +273,7 @@ _U32 = struct.Struct("<I")
 FRAME_REQUEST_BODY = _FRAME_REQUEST.size  # 44
 FRAME_RESPONSE_BODY = _FRAME_RESPONSE.size  # 24
 
-Packed = tuple[int, int, list[Buffer]]  # flags, header session id, payload parts
+Packed = typing.Tuple[int, int, typing.List[Buffer]]  # noqa: UP006 - as Buffer; flags, header session id, payload parts
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from helixdiag.compat import SLOTS
 from helixdiag.protocol.messages import U32_MAX, PixelFormat
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FrameLayout:
     """Byte layout of one raw frame as GStreamer lays it out by default."""
 

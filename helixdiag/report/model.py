@@ -114,7 +114,7 @@ def redact(value: Any, secrets: dict[str, str], seen: set[str]) -> Any:
         return value
     if isinstance(value, dict):
         return {k: redact(v, secrets, seen) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [redact(v, secrets, seen) for v in value]
     return value
 

@@ -32,6 +32,9 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
     cfg = report.config
     guest = cfg.get("guest") or {}
     side = f"host + guest (via {guest['prefix']})" if guest.get("prefix") else cfg.get("side")
+    places = cfg.get("places") or {}
+    if len(places) > 1:
+        side = "host + " + " + ".join(f"{name} (via {place['prefix']})" for name, place in places.items())
     head = f"helixdiag run — side {side}"
     if topo:
         head += f" · topology {topo.get('kind')} ({topo.get('kind_source')})"
@@ -55,6 +58,8 @@ def render(terminal, report: Report, *, verdict: bool = True) -> None:
         side = str(layer.side) if str(layer.side) != previous_side else ""
         previous_side = str(layer.side)
         what = _describe(speaker, status)
+        if speaker and speaker.place and len(places) > 1:  # which place speaks for the layer
+            what = f"[muted]{speaker.place}:[/muted] {what}"
         if root and speaker and speaker.id == root.probe:
             what += "  [fail]◀ root cause[/fail]"
         elif speaker and speaker.id in symptom_probes:

@@ -22,7 +22,7 @@ PORT = re.compile(r"[0-9]{1,5}")
 def as_text(text: object) -> str:
     if isinstance(text, str):
         return text
-    if isinstance(text, bytes | bytearray):
+    if isinstance(text, (bytes, bytearray)):
         return bytes(text).decode("utf-8", errors="replace")
     raise ParseError(f"expected text, got {type(text).__name__}")
 
@@ -31,13 +31,13 @@ def as_argv(argv: object) -> list[str]:
     """An argv list of str. A plain string is split on whitespace, as `ps` output would be."""
     if isinstance(argv, str):
         return argv.split()
-    if not isinstance(argv, Sequence) or isinstance(argv, bytes | bytearray):
+    if not isinstance(argv, Sequence) or isinstance(argv, (bytes, bytearray)):
         raise ParseError(f"expected an argv list, got {type(argv).__name__}")
     out: list[str] = []
     for item in argv:
         if isinstance(item, str):
             out.append(item)
-        elif isinstance(item, bytes | bytearray):
+        elif isinstance(item, (bytes, bytearray)):
             out.append(bytes(item).decode("utf-8", errors="replace"))
         else:
             raise ParseError(f"argv element {item!r} is not a string")

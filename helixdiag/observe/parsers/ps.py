@@ -56,7 +56,7 @@ def _ps_with_header(line: str, header: list[str]) -> PsEntry | None:
     parts = line.split(None, len(header) - 1)
     if len(parts) != len(header):
         return None
-    row = dict(zip(header, parts, strict=True))
+    row = dict(zip(header, parts))  # noqa: B905 - lengths checked above; no strict= on 3.8 (guest agent)
     pid = int_or_none(row.get("PID"))
     if pid is None:
         return None
