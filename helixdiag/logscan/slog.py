@@ -15,10 +15,10 @@ signature rows match, at the start.
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from helixdiag.logscan.scanner import Effect, _int, _Scanner
@@ -58,24 +58,34 @@ class GoLine:
     attrs: dict[str, str] = field(default_factory=dict)
 
 
+_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?"
+                  r"(?:Z|([+-])(\d\d):?(\d\d))?$")
+
+
 def _iso_seconds(text: str) -> float | None:
-    try:
-        t = datetime.fromisoformat(text.replace(",", "."))
-    except ValueError:
+    """Seconds since the epoch of an RFC 3339 / ISO time (Go's, journald's short-iso; no zone:
+    UTC). By hand: datetime.fromisoformat reads neither `Z` nor nanoseconds before 3.11."""
+    m = _ISO.match(text.strip())
+    if m is None:
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.timestamp()
+    y, mo, d, h, mi, sec, frac, sign, zh, zm = m.groups()
+    try:
+        t = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(sec), 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    if frac:
+        t += int(frac) / 10 ** len(frac)
+    if sign:
+        offset = int(zh) * 3600 + int(zm) * 60
+        t -= offset if sign == "+" else -offset
+    return t
 
 
 def _journal_seconds(mon: str, day: str, hms: str) -> float | None:
     month = _MONTHS.get(mon)
-    if month is None:
+    if month is None or not 1 <= int(day) <= 31:
         return None
-    try:
-        return datetime(2000, month, int(day), tzinfo=UTC).timestamp() + _hms(hms)
-    except ValueError:
-        return None
+    return calendar.timegm((2000, month, int(day), 0, 0, 0, 0, 0, 0)) + _hms(hms)
 
 
 def _hms(text: str) -> float:
