@@ -4,6 +4,7 @@ stand-in desktop) sends. Every wait is bounded."""
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import socket
@@ -43,7 +44,7 @@ def request_lease(path: str, width: int = 0, height: int = 0, timeout: float = 1
     sock = dial(path, timeout)
     try:
         sock.sendall(drm.pack_request(drm.CMD_LEASE, width, height))
-        data, fds, _, _ = socket.recv_fds(sock, drm.REPLY.size, 1)
+        data, fds = _recv_with_fd(sock, drm.REPLY.size)
         while fds == [] and 0 < len(data) < drm.REPLY.size:  # the rest of a reply cut in two
             more = sock.recv(drm.REPLY.size - len(data))
             if not more:
@@ -67,6 +68,19 @@ def request_lease(path: str, width: int = 0, height: int = 0, timeout: float = 1
     for extra in fds[1:]:
         os.close(extra)
     return Lease(reply.scanout_id, reply.text, fds[0], sock)
+
+
+def _recv_with_fd(sock: socket.socket, size: int) -> tuple[bytes, list[int]]:
+    """Up to `size` bytes and the fds an SCM_RIGHTS message carries (socket.recv_fds is 3.9+;
+    this module is also carried by the guest agent, which runs on 3.8)."""
+    item = array.array("i")
+    data, ancdata, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(4 * item.itemsize))
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            item.frombytes(payload[: len(payload) - len(payload) % item.itemsize])
+    fds.extend(item)
+    return data, fds
 
 
 def release_scanout(path: str, scanout: int, timeout: float = 5.0) -> None:

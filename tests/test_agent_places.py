@@ -43,7 +43,11 @@ def test_two_places_one_report(serve_port, tmp_path, validator):
     assert len(ids) == len(set(ids))
     vm = {p["id"] for p in doc["probes"] if p.get("place") == "vm"}
     desktop = {p["id"] for p in doc["probes"] if p.get("place") == "desktop"}
-    assert vm == {"guest-tcp.port@vm", "guest-tcp.connect@vm", "guest-tcp.ping@vm"}  # the VM: its network only
+    # The VM: its network and the scanout path's VM layers (no daemon here: skipped, with why).
+    assert {"guest-tcp.connect@vm", "guest-tcp.ping@vm", "drm-manager.socket@vm", "scanout.connectors@vm"} <= vm
+    assert not any(i.startswith(("pipewire.", "vsockenc.", "desktop-bridge.")) for i in vm), vm
+    socket_vm = next(p for p in doc["probes"] if p["id"] == "drm-manager.socket@vm")
+    assert socket_vm["status"] == "skip" and "no drm-manager socket" in socket_vm["summary"]
     assert {"pipewire.daemon@desktop", "vsockenc.element@desktop", "guest-tcp.ping@desktop"} <= desktop
     observers = {p["id"]: p["observed_on"] for p in doc["probes"]}
     assert observers["guest-tcp.connect@vm"] == "guest:vm" and observers["stream.ping"] == "host"

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.timeout(120)
 NET = ["guest-tcp"]
 
 
-def options(port: int, timeout: str = "1") -> dict[str, str]:
-    return {"host": "127.0.0.1", "port": str(port), "timeout": timeout}
+def options(port: int, timeout: str = "1", mode: str = "request") -> dict[str, str]:
+    """vsockenc's request path unless told: its one frame is what these cases judge."""
+    return {"host": "127.0.0.1", "port": str(port), "timeout": timeout, "mode": mode}
 
 
 @pytest.fixture
@@ -80,6 +81,24 @@ def test_the_frame_is_decoded_and_judged_on_the_host(serve, finding):
     assert [f["failure_id"] for f in frame["findings"]] == ([finding] if finding else [])
     if finding is None:
         assert frame["frames"]["decoded"] == 1 and frame["psnr_db"]["min"] > 25
+
+
+@pytest.mark.parametrize(("serve", "finding"), [(("--fps", "30"), None),
+                                               (("--fps", "30", "--fault", "no-sps"), "stream-no-sps-pps")],
+                         indirect=["serve"], ids=["healthy", "no-sps"])
+def test_the_subscription_is_recorded_on_the_guest_and_judged_on_the_host(serve, finding):
+    """--mode auto: the guest subscribes like desktop-bridge; the pushed frames travel home as
+    bytes and are decoded here, so a keyframe without SPS/PPS fails as it does locally."""
+    agent = agent_run(clean_prefix(), NET, options(serve, mode="auto"))
+    local = local_run(NET, options(serve, mode="auto"))
+    sub = next(p for p in agent["probes"] if p["id"] == "guest-tcp.subscribe")
+    here = next(p for p in local["probes"] if p["id"] == "guest-tcp.subscribe")
+    assert sub["evidence"]["subscription"]["judged_on"] == "host" and "raw" not in sub["evidence"]["subscription"]
+    assert (sub["status"], sub["failure_id"]) == (here["status"], here["failure_id"]) == \
+        (("fail", finding) if finding else ("pass", None)), (sub["summary"], here["summary"])
+    assert sub["evidence"]["mode_chosen"] == here["evidence"]["mode_chosen"] == "scanout: the host answered SUBSCRIBE"
+    if finding is None:
+        assert sub["evidence"]["subscription"]["frames"]["decoded"] >= 2
 
 
 @pytest.mark.parametrize("serve", [()], indirect=True)

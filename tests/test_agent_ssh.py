@@ -71,9 +71,9 @@ def test_the_guest_agent_over_a_real_sshd(tmp_path):
     try:
         with loopback_sshd(tmp_path) as prefix:
             res = run_cli("run", "guest-tcp", "--guest", f"vm={prefix}", "--guest-agent", "builtin",
-                          "--host", "127.0.0.1", "--port", port, "--timeout", "1", "--json", "-",
-                          cwd=tmp_path, timeout=90)
-        local = local_run(["guest-tcp"], {"host": "127.0.0.1", "port": port, "timeout": "1"})
+                          "--host", "127.0.0.1", "--port", port, "--timeout", "1", "--mode", "request",
+                          "--json", "-", cwd=tmp_path, timeout=90)
+        local = local_run(["guest-tcp"], {"host": "127.0.0.1", "port": port, "timeout": "1", "mode": "request"})
     finally:
         kill_group(serve)
     doc = json.loads(res.stdout)

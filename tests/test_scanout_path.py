@@ -261,14 +261,25 @@ def test_a_socket_bind_mounted_as_a_file_goes_stale_when_the_manager_restarts():
 
 
 def test_helix_port_zero_is_a_random_port_not_the_default():
+    """QEMU binds port 0 for helix-port=0: the system picks a port nobody can know. The real
+    process's command line is the evidence; the path is pinned to it (other tests' stand-in
+    QEMUs may run beside it)."""
+    from helixdiag.observe.facts import Observations
+    from helixdiag.probes import REGISTRY, load
+    from helixdiag.probes.context import ProbeContext
+    from helixdiag.topology import Topology, _qemu
+
+    load()
     with Stack() as s:
-        s.start_fake_qemu(0)  # a QEMU started with helix-port=0: its command line is the evidence
-        cfg = s.run_config(topology="tcp", socket=None, side="host", port=None, mode="auto")
-        cfg.sources.pop("port", None)
-        report, probes = _run(cfg, "qemu.listener", "qemu.process")
-    listener = probes["qemu.listener"]
-    assert listener.failure_id == "qemu-not-listening" and "helix-port=0" in listener.summary, _table(report)
-    assert "random port" in listener.summary
+        proc = s.start_fake_qemu(0)
+        obs = Observations()
+        mine = next(p for p in obs.processes if p.pid == proc.pid)
+        assert "helix-port=0" in mine.command_line
+        ctx = ProbeContext(RunConfig(side="host", topology="tcp"), obs=obs)
+        ctx.__dict__["topology"] = Topology("tcp", "--topology", None, "none", None, "", qemu=_qemu(mine))
+        outcome = REGISTRY["qemu.listener"].func(ctx)
+    assert outcome.failure_id == "qemu-not-listening" and "helix-port=0" in outcome.summary, outcome.summary
+    assert "random port" in outcome.summary
 
 
 def test_watch_never_repeats_the_subscription_or_the_managers_liveness_probe():

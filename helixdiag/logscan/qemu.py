@@ -273,15 +273,13 @@ class _QemuScanner(_Scanner):
         slot["started_text"] = _trim(line)
 
     def _on_subscribe(self, sig: Signature, no: int, line: str, m: re.Match[str]) -> None:
-        """a SUBSCRIBE: counted and sampled; fe != g_fe proves stream-no-reply (double init)"""
+        """a SUBSCRIBE: counted and sampled; fe != g_fe proves scanout-no-frames (double init)"""
         run = self.run
         run.subscribes += 1
         if len(run.subscribe_samples) < _SAMPLES:
             run.subscribe_samples.append({"client": _int(m["client"]), "scanout": _int(m["scanout"]),
                                           "fe": m["fe"], "g_fe": m["g_fe"], "line_no": no})
         if m["fe"] != m["g_fe"]:
-            acc = self._hit("stream-no-reply", no, line, sig, m)
-            acc.extra["double_init"] = True
             self._hit("scanout-no-frames", no, line, sig, m).extra["double_init"] = True
 
     def _on_frame_request_pixels(self, sig: Signature, no: int, line: str,
@@ -422,13 +420,8 @@ class _QemuScanner(_Scanner):
                                f"{f' ({acc.count} lines)' if acc.count > 1 else ''}"))
         if "stream-no-reply" in accs:
             acc = accs["stream-no-reply"]
-            if acc.extra.get("double_init"):
-                msg = ("a client subscribed to a different frame-export instance than the one "
-                       "encoding (fe != g_fe): init ran twice and subscribers are invisible")
-            else:
-                msg = f"{acc.count} encoded replies could not be delivered: " \
-                      f"{acc.fields.get('error', 'client gone')}"
-            out.append(finding("stream-no-reply", msg))
+            out.append(finding("stream-no-reply", f"{acc.count} encoded replies could not be delivered: "
+                               f"{acc.fields.get('error', 'client gone')}"))
         no_frames = self._no_frames(run, finding)
         if no_frames is not None:
             out.append(no_frames)
@@ -436,6 +429,11 @@ class _QemuScanner(_Scanner):
             acc = accs["stream-closed"]
             parts = [f"{self.by_name[n].meaning} ×{c}" for n, c in acc.sigs.items()]
             out.append(finding("stream-closed", "the host dropped clients: " + "; ".join(parts)))
+        if run.timeouts and run.subscribes:  # a subscriber sends nothing after SUBSCRIBE
+            out.append(finding("scanout-idle-drop", f"the host dropped {run.timeouts} idle client(s) in a run "
+                               f"with {run.subscribes} subscription(s): a subscriber sends nothing after "
+                               "SUBSCRIBE, so the host's read timeout ends its stream",
+                               recv_timeouts=run.timeouts, subscribes=run.subscribes))
         if "scanout-slots-exhausted" in accs:
             acc = accs["scanout-slots-exhausted"]
             out.append(finding("scanout-slots-exhausted", f"the host turned away {acc.count} "

@@ -410,7 +410,7 @@ _QEMU: tuple[Signature, ...] = (
     _q("subscribe", rf"{_H}Client (?P<client>{_U}) subscribing to scanout (?P<scanout>{_U}) "
        rf"\(fe=(?P<fe>[^\s)]{{1,40}}) g_fe=(?P<g_fe>[^\s)]{{1,40}})\)",
        "SUBSCRIBE received; differing pointers mean a double init: subscribers invisible",
-       "stream-no-reply", when="fe != g_fe", step="request", gen="H3–H4",
+       "scanout-no-frames", when="fe != g_fe", step="request", gen="H3–H4",
        effect=(CLIENT_ACTIVE, gen_hint()), handler=_QemuScanner._on_subscribe),
     _q("after-subscribe",
        rf"{_H}After subscribe: client\[(?P<client>{_U})\]\.active=(?P<active>{_U})"

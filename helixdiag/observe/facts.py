@@ -177,11 +177,13 @@ class Observations:
         return self._once.get(("scanout-id", runtime_dir), lambda: scanout.scanout_id_file(runtime_dir))
 
     def unit_state(self, unit: str) -> str | None:
-        """`systemctl is-active UNIT` (active, failed, activating …; None: no systemd here)."""
+        """The systemd unit's ActiveState (active, failed, activating …); None: no systemd
+        here, or no such unit installed."""
         def ask() -> str | None:
-            result = self.backend.run(["systemctl", "is-active", unit], timeout=3.0)
-            state = result.stdout.strip()
-            return state if result.returncode is not None and state else None
+            result = self.backend.run(["systemctl", "show", "-p", "LoadState", "-p", "ActiveState", unit],
+                                      timeout=3.0)
+            props = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+            return props.get("ActiveState") if result.ok and props.get("LoadState") == "loaded" else None
         return self._once.get(("unit", unit), ask)
 
     # ── tools

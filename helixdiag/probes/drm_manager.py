@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from helixdiag import drm_client
-from helixdiag.layers import Side
-from helixdiag.probes import register
+from helixdiag.layers import Side, VideoPath
+from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
 from helixdiag.probes.scanout_path import MANAGER_UNIT, drm_log, judge_port, on_the_real_daemon
 from helixdiag.protocol.drm import UNKNOWN_COMMAND
@@ -25,11 +25,19 @@ PROBE_COST = (f"the liveness probe writes one ERROR line `{UNKNOWN_COMMAND}` int
 
 
 def _gate(ctx: ProbeContext) -> Outcome | None:
-    """On --side both, a machine without the daemon: not judged. (Off the scanout path the
-    runner skips the whole layer.)"""
-    if ctx.absent_is_skip("drm-manager", "drm_socket", "drm_log") and not ctx.obs.exists(ctx.config.drm_socket):
-        return skipped(f"no drm-manager socket at {ctx.config.drm_socket} on this machine (it lives in the "
-                       "Helix VM, and in desktop containers through their /run/helix-drm mount)")
+    """A machine without any sign of the daemon is not judged: on --side both (CI, the
+    self-test), or when nothing says this guest is on the scanout path (no socket, no unit
+    installed, --mode auto). Off the scanout path the runner skips the whole layer."""
+    if ctx.obs.exists(ctx.config.drm_socket):
+        return None
+    where = (f"no drm-manager socket at {ctx.config.drm_socket} on this machine (it lives in the Helix VM, and "
+             "in desktop containers through their /run/helix-drm mount)")
+    if ctx.absent_is_skip("drm-manager", "drm_socket", "drm_log"):
+        return skipped(where)
+    undecided = scanout_path.decide(ctx).path == VideoPath.BOTH and not ctx.config.asked_for("drm_socket")
+    if undecided and (not on_the_real_daemon(ctx) or ctx.obs.unit_state(MANAGER_UNIT) is None):
+        return skipped(f"{where}, and no {MANAGER_UNIT} unit installed: this guest does not show the scanout "
+                       "path (--mode scanout judges it anyway)")
     return None
 
 

@@ -4,18 +4,23 @@ must be the one the desktop leased and draws on: Virtual-(id+1), connected and e
 
 from __future__ import annotations
 
-from helixdiag.layers import Side
-from helixdiag.probes import register
+from helixdiag.layers import Side, VideoPath
+from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
 from helixdiag.probes.scanout_path import SCANOUT_OUTPUTS, bridge_log, drm_log, scanout_target
 from helixdiag.results import Outcome, failed, passed, skipped, warned
 
 
 def _gate(ctx: ProbeContext, *options: str) -> Outcome | None:
-    """On --side both, a machine without virtio-gpu connectors: not judged unless asked."""
-    if not ctx.obs.connectors() and ctx.absent_is_skip("scanout", *options):
-        return skipped("no virtio-gpu connectors in /sys/class/drm here (they are in the Helix VM and its "
-                       "containers)")
+    """A machine without virtio-gpu connectors is not judged on --side both unless asked, nor
+    when nothing says this guest is on the scanout path (--mode auto)."""
+    if ctx.obs.connectors():
+        return None
+    where = "no virtio-gpu connectors in /sys/class/drm here (they are in the Helix VM and its containers)"
+    if ctx.absent_is_skip("scanout", *options):
+        return skipped(where)
+    if scanout_path.decide(ctx).path == VideoPath.BOTH and not any(ctx.config.asked_for(o) for o in options):
+        return skipped(f"{where}: this guest does not show the scanout path (--mode scanout judges it anyway)")
     return None
 
 

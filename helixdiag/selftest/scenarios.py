@@ -170,14 +170,16 @@ _SCANOUT = {"topology": "tcp", "socket": None, "mode": "auto", "side": "both"}
 
 
 def _tcp_scanout(fault: str | None = None, manager_fault: str | None = None, host: HostOptions = SCANOUT_HOST,
-                 desktop: bool = True, **config) -> Callable[[Stack], dict]:
+                 desktop: bool = True, viewer_s: float = 0.2, **config) -> Callable[[Stack], dict]:
     def build(s: Stack) -> dict:
         s.port = free_port()
         s.start_fake_qemu(s.port, serve=True, fault=_fault(fault), host=host)
         manager = s.start_drm_manager(s.port, fault=Fault(manager_fault) if manager_fault else None,
                                       outputs=host.max_outputs)
-        if manager is not None and desktop:
-            s.start_desktop(*host.size)
+        lease = s.start_desktop(*host.size) if manager is not None and desktop else None
+        if lease is not None:
+            s.start_viewer(s.port, lease.scanout_id)
+            time.sleep(viewer_s)  # what the host does with the viewer reaches its log
         elif not s.drm_socket or not os.path.exists(s.drm_socket):
             s.notes.append("desktop: no lease (the drm-manager socket is not there)")
         return {**_SCANOUT, "drm_socket": s.drm_socket or str(s.root / "drm.sock"),
@@ -204,8 +206,8 @@ _TCP_SCANOUT = (
     Scenario("avcc", "pushed frames are length-prefixed (AVCC), not Annex-B", _tcp_scanout("avcc"), "stream-avcc"),
     Scenario("close-after-subscribe", "the host answers SUBSCRIBE, then closes the connection",
              _tcp_scanout("close-after-subscribe"), "scanout-connection-lost"),
-    Scenario("drop-after", "the host drops a subscriber that stays silent (its read timeout, here 0.5 s)",
-             _tcp_scanout("drop-after=0.5"), "scanout-idle-drop"),
+    Scenario("drop-after", "the host drops the viewer's subscription, silent after SUBSCRIBE (its read timeout, "
+             "here 0.5 s)", _tcp_scanout("drop-after=0.5", viewer_s=0.8), "scanout-idle-drop"),
     Scenario("no-frames", "the host captures frames for the subscriber and never encodes or pushes one",
              _tcp_scanout("no-frames"), "scanout-no-frames"),
     Scenario("double-init", "the export initialised twice: subscribers are invisible to the frame path",

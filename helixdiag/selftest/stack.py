@@ -15,11 +15,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helixdiag import protocol
 from helixdiag.config import RunConfig
 from helixdiag.drm_client import Lease, LeaseError, request_lease
 from helixdiag.errors import ConfigError
@@ -218,6 +220,32 @@ class Stack:
         self.leases.append(lease)
         self.notes.append(f"desktop holds the lease of scanout {lease.scanout_id} ({lease.connector}, fd {lease.fd})")
         return lease
+
+    def start_viewer(self, port: int, scanout_id: int) -> None:
+        """A viewer's desktop-bridge: subscribed to the desktop's scanout, reading what is
+        pushed and sending nothing more (as the real one), until the stack closes. What the
+        host does with it is in the host's log, the evidence a diagnosis reads."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5.0)
+        sock.sendall(protocol.encode(protocol.Subscribe(scanout_id)))
+        sock.settimeout(0.5)
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    if not sock.recv(1 << 16):
+                        return  # the host closed it
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+        thread = threading.Thread(target=read, name="selftest-viewer", daemon=True)
+        thread.start()
+        self._contexts.callback(sock.close)
+        self._contexts.callback(thread.join, 2.0)
+        self._contexts.callback(stop.set)
+        self.notes.append(f"a viewer's desktop-bridge subscribed to scanout {scanout_id}")
 
     def _release_desktops(self) -> None:
         leases, self.leases = self.leases, []
