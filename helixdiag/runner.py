@@ -217,7 +217,8 @@ class Runner:
                                  daemon=True).start()
 
     def _precheck(self, spec: ProbeSpec, needs: list[str]) -> Outcome | None:
-        reason = side_applies(spec, self.config.side) or scanout_path.not_on_path(self.ctx, layer(spec.layer).path)
+        reason = side_applies(spec, self.config.side) or \
+            scanout_path.not_on_path(self.ctx, spec.path or layer(spec.layer).path)
         if reason:
             return skipped(reason)
         for need in needs:

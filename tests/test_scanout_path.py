@@ -129,10 +129,14 @@ def _table(report) -> str:
 def test_auto_mode_on_a_healthy_h4_host_subscribes_and_is_healthy():
     with Stack() as s:
         report, probes = _run(_scanout_stack(s))
+        without_log = _run(_config(s, qemu_log=None), "guest-tcp")[1]["guest-tcp.subscribe"]
     assert report.diagnosis.status == "pass", _table(report)
     sub = probes["guest-tcp.subscribe"]
     assert sub.status == "pass" and "keyframe" in sub.summary, _table(report)
-    assert sub.evidence["mode_chosen"] == "scanout: the host answered SUBSCRIBE"
+    # --mode auto, decided before anything talks: the host's log carries an H4 VERSION banner;
+    # without the log, the host's answer to SUBSCRIBE decides.
+    assert sub.evidence["mode_chosen"].startswith("scanout (QEMU's log shows an H4 build"), sub.evidence
+    assert without_log.evidence["mode_chosen"] == "scanout: the host answered SUBSCRIBE", without_log.summary
     assert sub.evidence["scanout_id"] == 1 and "client slots" in sub.evidence["cost"]
     assert probes["stream.exchange"].evidence["mode_chosen"].startswith("scanout")
     assert probes["drm-manager.answers"].status == "pass"

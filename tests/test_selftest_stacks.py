@@ -30,7 +30,8 @@ def test_tcp_scanout_is_healthy_and_each_break_is_named(break_id):
         exchange = next(p for p in report.probes if p.id == "stream.exchange")
         sub = exchange.evidence["subscription"]
         assert sub["mode"] == "scanout" and sub["scanout"]["subscribed"], exchange.evidence
-        assert exchange.evidence["mode_chosen"] == "scanout: the host answered SUBSCRIBE"
+        assert exchange.evidence["mode_chosen"].startswith("scanout ("), exchange.evidence["mode_chosen"]
+        assert "H4 build" in exchange.evidence["mode_chosen"]  # decided from the host's VERSION banner
         assert any("desktop holds the lease of scanout 1" in n for n in notes), notes
     elif selftest.STACKS["tcp-scanout"].scenarios[break_id].description.startswith("the drm-manager"):
         assert any(n.startswith(("desktop: no lease", "drm-manager stand-in did not start")) for n in notes), notes
@@ -71,7 +72,7 @@ def test_cli_scanout_stack_healthy_and_a_break_found_by_its_name():
     assert healthy.stdout.strip().splitlines()[-1] == "selftest: healthy stack diagnosed healthy"
     broken = run_cli("-q", "selftest", "--break", "no-frames", timeout=60)  # no --stack: the name finds it
     assert broken.returncode == 0, broken.stdout + broken.stderr
-    assert broken.stdout.strip() == "selftest: broke no-frames, diagnosed stream-no-reply → MATCH"
+    assert broken.stdout.strip() == "selftest: broke no-frames, diagnosed scanout-no-frames → MATCH"
 
 
 @pytest.mark.parametrize("presses", [1, 2])

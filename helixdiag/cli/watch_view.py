@@ -11,7 +11,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from helixdiag.layers import LAYERS
+from helixdiag.layers import LAYERS, VideoPath
 from helixdiag.report.text import SYMBOL
 from helixdiag.results import Status
 from helixdiag.terminal import count
@@ -81,8 +81,8 @@ def view(watcher: Watcher, interval: float, console: Console) -> Group:
     layers.add_column("what")  # the one column that gives way
     for layer in LAYERS:
         state = watcher.layers.get(layer.name)
-        if state is None:
-            continue
+        if state is None or (layer.path == VideoPath.SCANOUT and state.status == Status.SKIP):
+            continue  # the scanout path's guest layers, not judged here, would cost three rows for nothing
         status = Status(state.status)
         since = datetime.fromtimestamp(state.since).strftime("%H:%M:%S")
         what = _one_line((f"{state.failure_id} ", "id") if state.failure_id else "", state.summary.replace("\n", " "))

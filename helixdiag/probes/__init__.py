@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from helixdiag.layers import LAYER_NAMES, Side
+from helixdiag.layers import LAYER_NAMES, Side, VideoPath
 from helixdiag.results import Outcome
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class ProbeSpec:
     needs: tuple[str, ...] = ()  # probes whose failure makes this one `blocked`
     talks: bool = False  # opens HXFR connections: serialised (single-client hosts)
     timeout: float | None = None  # seconds; None = derived from the run's --timeout
+    path: VideoPath | None = None  # the video path it belongs to, when not its layer's
 
 
 REGISTRY: dict[str, ProbeSpec] = {}
@@ -62,6 +63,7 @@ def register(
     needs: tuple[str, ...] = (),
     talks: bool = False,
     timeout: float | None = None,
+    path: VideoPath | None = None,
 ) -> Callable[[ProbeFunc], ProbeFunc]:
     """Decorator: add a probe function to the registry under `probe_id`."""
     if layer not in LAYER_NAMES:
@@ -72,7 +74,7 @@ def register(
     def wrap(func: ProbeFunc) -> ProbeFunc:
         if probe_id in REGISTRY:
             raise ValueError(f"probe {probe_id!r} registered twice")
-        REGISTRY[probe_id] = ProbeSpec(probe_id, layer, side, description, func, needs, talks, timeout)
+        REGISTRY[probe_id] = ProbeSpec(probe_id, layer, side, description, func, needs, talks, timeout, path)
         return func
 
     return wrap

@@ -112,11 +112,6 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
         return failed("guest-tcp-refused" if answer.kind == "refused" else "guest-tcp-timeout",
                       f"{endpoint}: {answer}", endpoint=str(endpoint))
     evidence = {"endpoint": str(endpoint), "ping": answer.detail}
-    decision = scanout_path.decide(ctx)
-    if answer.outcome == "closed" and decision.path != VideoPath.REQUEST and ctx.topology.kind != "socat":
-        # A multi-client host (H3 and later) closes a connection it has no slot for at once.
-        return failed("scanout-slots-exhausted", f"{endpoint} accepted and closed at once ({answer.detail}): the "
-                      "host has no client slot left?", **evidence)
     if answer.outcome == "closed":
         return failed("guest-closed", f"{endpoint} accepted, then closed without an answer ({answer.detail})",
                       remedy=f"Something accepts on {port} but its backend is gone (socat whose Unix "
@@ -126,6 +121,7 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
             else "answered PING with something else"
         return failed("guest-no-reply", f"{endpoint} {what} ({answer.detail})",
                       remedy=f"The far side is dead or hung. {HOST_CHECKS}", **evidence)
+    decision = scanout_path.decide(ctx)
     if decision.path != VideoPath.REQUEST:
         # Scanout (or not decided yet): no FRAME_REQUEST — on an H3 host its reply could land
         # on a real viewer's socket; guest-tcp.subscribe decides the mode.
@@ -143,13 +139,11 @@ def _one_frame(endpoint: net.Endpoint, ctx: ProbeContext, evidence: dict, said: 
     return passed(said + FRAME_SAID.format(result.status), **evidence)
 
 
-@register("guest-tcp.subscribe", layer="guest-tcp", side=Side.GUEST, talks=True,
-          needs=("guest-tcp.connect", "stream.ping"),
+@register("guest-tcp.subscribe", layer="guest-tcp", side=Side.GUEST, talks=True, path=VideoPath.SCANOUT,
+          needs=("guest-tcp.ping", "stream.ping"),
           description="SUBSCRIBE to the desktop's scanout like desktop-bridge; frames and a keyframe arrive")
 def guest_subscribe(ctx: ProbeContext) -> Outcome:
-    decision = scanout_path.decide(ctx)
-    if decision.path == VideoPath.REQUEST:
-        return skipped(f"the request path is in use ({decision.reason}): nothing subscribes")
+    decision = scanout_path.decide(ctx)  # scanout, or not decided yet (the runner skips the request path)
     if not ctx.config.subscribe:
         return skipped(f"--no-subscribe ({ctx.config.source('subscribe')}): the active subscription is off")
     host, port, _ = _target(ctx)

@@ -25,6 +25,7 @@ from helixdiag.results import Outcome, failed, passed, warned
 BRIDGE = "desktop-bridge"
 MANAGER_UNIT = "helix-drm-manager"
 DEFAULT_SCANOUT_ID = 1  # the first desktop's lease (the pool hands out 1 first)
+SCANOUT_ONLY = ("H4", "H5")  # host builds without the FRAME_REQUEST path
 SCANOUT_OUTPUTS = 16  # the Helix app's -global virtio-gpu-gl-pci.max_outputs=16: the console and 15 desktops
 
 
@@ -113,6 +114,10 @@ def _decide(ctx: ProbeContext) -> PathDecision:
     if log is not None and log.video_mode in ("scanout", "vsockenc"):
         path = VideoPath.SCANOUT if log.video_mode == "scanout" else VideoPath.REQUEST
         return PathDecision(path, f"desktop-bridge's log ({cfg.bridge_log}) shows {log.video_mode} mode")
+    qemu = ctx.obs.qemu_log(cfg.qemu_log) if cfg.qemu_log else None
+    if qemu is not None and qemu.generation in SCANOUT_ONLY:
+        return PathDecision(VideoPath.SCANOUT, f"QEMU's log shows an {qemu.generation} build ({qemu.version}), which "
+                                               "serves scanout mode only")
     return PathDecision(VideoPath.BOTH, "--mode auto: the subscription decides (SUBSCRIBE answered → scanout)")
 
 
@@ -244,9 +249,11 @@ def judge_subscription(ctx: ProbeContext, result: ExchangeResult) -> Outcome | N
     closed = result.findings.get("stream-closed")
     sid = target.chosen
     if sc is None or not sc.subscribed:
-        if closed is not None:
-            return failed("scanout-slots-exhausted", f"the host closed the connection before answering SUBSCRIBE "
-                          f"to scanout {sid} ({closed.message}): no client slot left?", **evidence)
+        if closed is not None:  # QEMU's log says whether it had no client slot left
+            return failed("stream-closed", f"the host closed the connection before answering SUBSCRIBE to "
+                          f"scanout {sid} ({closed.message})",
+                          remedy="Read the host's log (--qemu-log): `No client slots available` means all 16 are "
+                                 "taken (scanout-slots-exhausted).", **evidence)
         if "stream-no-reply" in result.findings and result.pong:
             return None
         primary = result.primary

@@ -40,11 +40,6 @@ def stream_ping(ctx: ProbeContext) -> Outcome:
                       endpoint=str(endpoint), kind=exc.kind, errno=exc.errno)
     if answer.ok:
         return passed(f"{endpoint} answers PING with PONG", endpoint=str(endpoint))
-    if answer.outcome == "closed" and endpoint.kind == "tcp" and \
-            scanout_path.decide(ctx).path != VideoPath.REQUEST:
-        # A multi-client host (H3 and later) closes a connection it has no slot for at once.
-        return failed("scanout-slots-exhausted", f"{endpoint} accepted and closed at once ({answer.detail}): the "
-                      "host has no client slot left?", endpoint=str(endpoint))
     return failed(PING_FAILURES[answer.outcome], f"{endpoint}: {answer.detail}", endpoint=str(endpoint),
                   timeout_s=ctx.config.timeout)
 
