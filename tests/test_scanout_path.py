@@ -6,6 +6,7 @@ mount for the stale socket, and sysfs/mountinfo/environ files written in their r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_cli
 
 from helixdiag import runner
 from helixdiag.config import RunConfig
@@ -291,3 +293,17 @@ def test_watch_never_repeats_the_subscription_or_the_managers_liveness_probe():
     repeated = {p.id for p in watch.cheap_probes()}
     assert "drm-manager.socket" in repeated and "scanout.connectors" in repeated
     assert not repeated & {"drm-manager.answers", "guest-tcp.subscribe", "stream.exchange"}
+
+
+def test_a_log_from_standard_input_as_pbpaste_gives_it():
+    """The Helix app keeps QEMU's log only in its Logs tab: `pbpaste | helixdiag run --qemu-log -`."""
+    log = (REPO / "tests" / "logs" / "qemu_h4_slots_exhausted.log").read_text(encoding="utf-8")
+    proc = run_cli("run", "qemu.log", "--side", "host", "--host", "127.0.0.1", "--qemu-log", "-", "--json", "-",
+                   input=log, timeout=60)
+    doc = json.loads(proc.stdout)
+    qemu_log = next(p for p in doc["probes"] if p["id"] == "qemu.log")
+    assert (qemu_log["status"], qemu_log["failure_id"]) == ("fail", "scanout-slots-exhausted"), qemu_log["summary"]
+    two = run_cli("run", "qemu.log", "--side", "host", "--host", "127.0.0.1", "--qemu-log", "-", "--drm-log", "-",
+                  input=log, timeout=60)
+    assert two.returncode == 2 and "only one log can come from standard input" in two.stderr
+    assert len(two.stderr.strip().splitlines()) == 1 and "Traceback" not in two.stderr

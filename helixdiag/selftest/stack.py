@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from helixdiag import protocol
 from helixdiag.config import RunConfig
 from helixdiag.drm_client import Lease, LeaseError, request_lease
@@ -69,13 +71,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(port: int, timeout: float = 5.0) -> bool:
+def wait_listening(port: int, timeout: float = 5.0, proc: subprocess.Popen | None = None) -> bool:
+    """Whether 127.0.0.1:PORT accepts within `timeout`; with `proc`, whether that process is
+    the one listening there. A free port is only free when asked: another program (another
+    stack beside this one) may take it before our socat or QEMU binds it, and must not be
+    mistaken for ours."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
+        if proc is not None:
+            if proc.poll() is not None:
+                return False  # it could not bind (the port was taken) or died
+            if _listens(proc.pid, port):
+                return True
+        else:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
         time.sleep(0.05)
     return False
+
+
+def _listens(pid: int, port: int) -> bool:
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
 
 
 @dataclass
@@ -111,9 +131,13 @@ class Stack:
         if socat is None:
             raise ConfigError("socat is not installed (scripts/setup-system.sh installs it)")
         target = target or self.socket_path
-        argv = [socat, f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{target}"]
-        self._spawn(argv, cwd=str(self.root))
-        if not wait_listening(self.port):
+        for _ in range(3):  # the port was free when chosen; if something took it since, choose again
+            argv = [socat, f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{target}"]
+            proc = self._spawn(argv, cwd=str(self.root))
+            if wait_listening(self.port, proc=proc):
+                break
+            self.port = free_port()
+        else:
             raise ConfigError(f"socat did not start listening on 127.0.0.1:{self.port}")
         self.notes.append(f"socat 127.0.0.1:{self.port} → {target}")
 
@@ -179,7 +203,7 @@ class Stack:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
                "PYTHONHOME": f"{sys.base_prefix}{os.pathsep}{sys.base_exec_prefix}"}
         proc = self._spawn(argv, cwd=str(cwd), env=env)
-        if (serve or listen) and helix_port and not wait_listening(helix_port):
+        if (serve or listen) and helix_port and not wait_listening(helix_port, proc=proc):
             raise ConfigError(f"the stand-in QEMU did not start listening on 127.0.0.1:{helix_port}")
         what = (f"serving HXFR as {host.generation}" + (f" with --fault {fault}" if fault else "") if serve
                 else "holding the port" if listen else "listening on nothing")
@@ -282,7 +306,7 @@ class Stack:
     def hold_port_with_stranger(self, port: int | None = None) -> subprocess.Popen:
         port = port or self.port
         proc = self._spawn([sys.executable, "-c", _LISTEN_CODE.format(port=port)])
-        if not wait_listening(port):
+        if not wait_listening(port, proc=proc):
             raise ConfigError("the port-holding stand-in did not start")
         self.notes.append(f"an unrelated process (python) holds 127.0.0.1:{port}")
         return proc
