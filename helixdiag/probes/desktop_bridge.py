@@ -8,8 +8,8 @@ from __future__ import annotations
 from helixdiag.layers import Side
 from helixdiag.probes import register
 from helixdiag.probes.context import ProbeContext
-from helixdiag.probes.scanout_path import BRIDGE, bridge, bridge_log, judge_port
-from helixdiag.results import Outcome, failed, from_findings, passed, skipped
+from helixdiag.probes.scanout_path import BRIDGE, bridge, bridge_log, judge_log, judge_port
+from helixdiag.results import Outcome, failed, passed, skipped
 
 DEFAULT_PORT = 15937  # the bridge's own default when HELIX_FRAME_EXPORT_PORT is unset
 LOG_HINT = ("`docker logs DESKTOP > bridge.log 2>&1` in the VM (or in the sandbox for its inner Docker), "
@@ -52,14 +52,11 @@ def bridge_process(ctx: ProbeContext) -> Outcome:
 @register("desktop-bridge.log", layer="desktop-bridge", side=Side.GUEST, timeout=60,
           description="desktop-bridge's log: its scanout id, subscriptions, read errors, keyframes")
 def bridge_log_probe(ctx: ProbeContext) -> Outcome:
-    if not ctx.config.bridge_log:
-        return skipped(f"no desktop-bridge log given: {LOG_HINT}")
     log = bridge_log(ctx)
-    if log is None:
-        return skipped(f"no such file {ctx.config.bridge_log} (from {ctx.config.source('bridge_log')})")
-    facts = log.to_dict()
-    facts.pop("findings", None)
-    frames = f"{log.frames} frames" if log.frames else "no frame statistics"
-    sub = f"subscribed to scanout {log.subscribed_scanout}" if log.subscribed_scanout is not None \
-        else "no subscription in the log"
-    return from_findings(log.findings, f"{sub}; {frames}", {"log": ctx.config.bridge_log, **facts})
+
+    def said() -> str:
+        frames = f"{log.frames} frames" if log.frames else "no frame statistics"
+        sub = f"subscribed to scanout {log.subscribed_scanout}" if log.subscribed_scanout is not None \
+            else "no subscription in the log"
+        return f"{sub}; {frames}"
+    return judge_log(ctx, "bridge_log", "desktop-bridge", LOG_HINT, log, said)

@@ -12,9 +12,15 @@ from helixdiag import drm_client
 from helixdiag.layers import Side, VideoPath
 from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
-from helixdiag.probes.scanout_path import MANAGER_UNIT, drm_log, judge_port, on_the_real_daemon
+from helixdiag.probes.scanout_path import (
+    MANAGER_UNIT,
+    drm_log,
+    judge_log,
+    judge_port,
+    on_the_real_daemon,
+)
 from helixdiag.protocol.drm import UNKNOWN_COMMAND
-from helixdiag.results import Outcome, failed, from_findings, passed, skipped
+from helixdiag.results import Outcome, failed, passed, skipped
 from helixdiag.unixsock import PathState
 
 RESTART = f"sudo systemctl restart {MANAGER_UNIT}"
@@ -148,12 +154,6 @@ def drm_config(ctx: ProbeContext) -> Outcome:
 def drm_manager_log(ctx: ProbeContext) -> Outcome:
     if (gate := _gate(ctx)) is not None:
         return gate
-    if not ctx.config.drm_log:
-        return skipped(f"no drm-manager log given: {JOURNAL_HINT}")
     log = drm_log(ctx)
-    if log is None:
-        return skipped(f"no such file {ctx.config.drm_log} (from {ctx.config.source('drm_log')})")
-    facts = log.to_dict()
-    facts.pop("findings", None)
-    return from_findings(log.findings, f"{log.restarts} start(s); {len(log.leases_held)} lease(s) held",
-                         {"log": ctx.config.drm_log, **facts})
+    return judge_log(ctx, "drm_log", "drm-manager", JOURNAL_HINT, log,
+                     lambda: f"{log.restarts} start(s); {len(log.leases_held)} lease(s) held")

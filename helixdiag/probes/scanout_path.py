@@ -10,6 +10,7 @@ user networking a TCP connect succeeds whatever the host does).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from helixdiag import net
@@ -20,7 +21,7 @@ from helixdiag.layers import VideoPath
 from helixdiag.logscan.summary import BridgeLogSummary, DrmLogSummary
 from helixdiag.observe.processes import ProcInfo
 from helixdiag.probes.context import ProbeContext
-from helixdiag.results import Outcome, failed, passed, warned
+from helixdiag.results import Outcome, failed, from_findings, passed, skipped, warned
 
 BRIDGE = "desktop-bridge"
 MANAGER_UNIT = "helix-drm-manager"
@@ -90,6 +91,19 @@ def bridge_log(ctx: ProbeContext) -> BridgeLogSummary | None:
 
 def drm_log(ctx: ProbeContext) -> DrmLogSummary | None:
     return ctx.obs.drm_log(ctx.config.drm_log) if ctx.config.drm_log else None
+
+
+def judge_log(ctx: ProbeContext, option: str, what: str, hint: str,
+              summary: BridgeLogSummary | DrmLogSummary | None, said: Callable[[], str]) -> Outcome:
+    """A daemon's log, given with --OPTION PATH|-: its findings speak for the probe."""
+    path = getattr(ctx.config, option)
+    if not path:
+        return skipped(f"no {what} log given: {hint}")
+    if summary is None:
+        return skipped(f"no such file {path} (from {ctx.config.source(option)})")
+    facts = summary.to_dict()
+    facts.pop("findings", None)
+    return from_findings(summary.findings, said(), {"log": path, **facts})
 
 
 def decide(ctx: ProbeContext) -> PathDecision:
