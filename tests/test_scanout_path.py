@@ -307,3 +307,34 @@ def test_a_log_from_standard_input_as_pbpaste_gives_it():
                   input=log, timeout=60)
     assert two.returncode == 2 and "only one log can come from standard input" in two.stderr
     assert len(two.stderr.strip().splitlines()) == 1 and "Traceback" not in two.stderr
+
+
+def test_a_subscription_that_joins_mid_gop_is_a_warning():
+    """The host's encoder keeps its GOP across subscribers and forces no keyframe for a new
+    one: joining after the IDR (here a GOP of 600 frames), a subscriber gets a whole GOP's
+    worth of P-frames — a viewer stays black — and the watch stops there, with a warning."""
+    from conftest import endpoint_of, running_server
+
+    from helixdiag import protocol
+    from helixdiag.client import ExchangeOptions, exchange
+    from helixdiag.probes import REGISTRY, load
+    from helixdiag.server.generations import GENERATIONS, MOVING
+
+    load()
+    with running_server(generation=GENERATIONS["h4"], gop=600, fps=60, picture=MOVING, size=(160, 96),
+                        idle_timeout=None) as server:
+        ep = endpoint_of(server)
+        with socket.create_connection((ep.host, ep.port), timeout=5) as manager:  # the drm-manager's ENABLE
+            manager.sendall(protocol.encode(protocol.EnableScanout(1, 160, 96, 60)))
+            manager.recv(4096)
+        viewer = exchange(ExchangeOptions(endpoint=ep, mode="scanout", frames=3, timeout=2.0, scanout_id=1,
+                                          size=(160, 96)))  # the real viewer came first: it got the IDR
+        assert viewer.keyframes >= 1, viewer.to_dict()
+        cfg = RunConfig(side="host", topology="tcp", port=ep.port, mode="scanout", timeout=1.0, size=(160, 96))
+        cfg.sources = {"port": "--port", "topology": "--topology", "mode": "--mode"}
+        report = runner.Runner(cfg, [REGISTRY["stream.ping"], REGISTRY["stream.exchange"]]).run()
+    exchange_result = next(p for p in report.probes if p.id == "stream.exchange")
+    assert (exchange_result.status, exchange_result.failure_id) == ("warn", "scanout-mid-gop"), exchange_result.summary
+    sub = exchange_result.evidence["subscription"]
+    assert sub["frames"]["received"] == 60 and sub["frames"]["keyframes"] == 0
+    assert report.diagnosis.status == "warn"

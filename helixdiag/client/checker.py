@@ -104,7 +104,11 @@ class StreamChecker:
         if r.frames_received and not self.seen_keyframe and not (
             {"stream-no-sps-pps", "stream-avcc"} & r.findings.keys()
         ):
-            r.add("stream-undecodable", f"{r.frames_received} frames received, none a decodable keyframe")
+            if self.opts.mode == "scanout":  # pushed P-frames of a GOP that began before we subscribed
+                r.add("scanout-mid-gop", f"{r.frames_received} frames pushed, none a keyframe: joined mid-GOP, "
+                      "a viewer stays black until the next keyframe")
+            else:
+                r.add("stream-undecodable", f"{r.frames_received} frames received, none a decodable keyframe")
         # A missing SPS or AVCC framing explains undecodable frames; keep the cause only.
         if {"stream-no-sps-pps", "stream-avcc"} & r.findings.keys():
             r.findings.pop("stream-undecodable", None)

@@ -123,8 +123,9 @@ class ExchangeOptions:
     # static picture sends nothing).
     expect_frames: bool | None = None
     bitrate: int | None = None  # send CONFIG_REQ with this bitrate after SUBSCRIBE_RESP, like desktop-bridge
-    # Scanout mode: stop watching once a keyframe and a frame after it arrived (a diagnosis
-    # needs no more, and holds one of the host's client slots meanwhile).
+    # Scanout mode: stop watching once a keyframe and a frame after it arrived, or a whole GOP
+    # (keyframe_interval frames) without one: a diagnosis needs no more, and holds one of the
+    # host's client slots meanwhile.
     until_keyframe: bool = False
 
 

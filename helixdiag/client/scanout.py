@@ -96,6 +96,9 @@ class _Subscription:
                 if opts.until_keyframe and result.keyframes and result.frames_received > sc.frames_before_keyframe + 1:
                     sc.ended = "a keyframe and a frame after it arrived"
                     return
+                if opts.until_keyframe and not result.keyframes and result.frames_received >= opts.keyframe_interval:
+                    sc.ended = f"{result.frames_received} frames, a whole GOP, without a keyframe"
+                    return
             elif isinstance(msg, ErrorMessage):
                 result.add("encoder-error", f"host pushed ERROR {msg.code}", code=msg.code)
             elif event.failure_id:
