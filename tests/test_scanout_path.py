@@ -338,3 +338,27 @@ def test_a_subscription_that_joins_mid_gop_is_a_warning():
     sub = exchange_result.evidence["subscription"]
     assert sub["frames"]["received"] == 60 and sub["frames"]["keyframes"] == 0
     assert report.diagnosis.status == "warn"
+
+
+def test_the_vm_place_runs_the_scanout_layers_through_the_guest_agent():
+    """`run --guest vm=PREFIX` with nothing installed on the "guest" (a clean interpreter):
+    the drm-manager, scanout and guest-tcp layers run there against the stand-ins, the
+    subscription's frames are judged back here, and the verdicts are a local run's."""
+    from helixdiag import selftest
+
+    stack, cfg = selftest.build(None, "tcp-scanout")
+    try:
+        args = ("run", "--all", "--host", "127.0.0.1", "--port", str(cfg.port), "--topology", "tcp",
+                "--drm-socket", cfg.drm_socket, "--drm-log", cfg.drm_log, "--qemu-log", cfg.qemu_log,
+                "--timeout", "1", "--json", "-")
+        agent = run_cli(*args, "--guest", "vm=env -i PATH=/usr/bin:/bin", "--guest-agent", "builtin", timeout=120)
+        local = run_cli(*args, "--side", "both", timeout=120)
+    finally:
+        stack.close()
+    doc, here = json.loads(agent.stdout), json.loads(local.stdout)
+    guest = {p["id"]: p for p in doc["probes"] if p.get("place") == "vm"}
+    assert {"drm-manager.answers", "scanout.connectors", "guest-tcp.subscribe"} <= guest.keys(), sorted(guest)
+    local_status = {p["id"]: p["status"] for p in here["probes"]}
+    assert {pid: p["status"] for pid, p in guest.items()} == {pid: local_status[pid] for pid in guest}
+    assert guest["guest-tcp.subscribe"]["evidence"]["subscription"]["judged_on"] == "host"
+    assert doc["diagnosis"]["status"] == here["diagnosis"]["status"] == "pass", agent.stderr[-2000:]
