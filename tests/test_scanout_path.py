@@ -199,6 +199,7 @@ def test_the_scanout_path_skips_the_request_layers_with_the_reason(monkeypatch):
     with Stack() as s:
         cfg = _config_with(_scanout_stack, s, drm_socket="/run/helix-drm/drm.sock", side="guest")
         report, probes = _run(cfg, "pipewire", "vsockenc")
+    assert {p.layer for p in report.probes} == {"pipewire", "vsockenc"}, _table(report)
     for p in report.probes:
         assert p.status == "skip" and "HELIX_VIDEO_MODE=scanout in this environment" in p.summary, _table(report)
 
@@ -362,3 +363,37 @@ def test_the_vm_place_runs_the_scanout_layers_through_the_guest_agent():
     assert {pid: p["status"] for pid, p in guest.items()} == {pid: local_status[pid] for pid in guest}
     assert guest["guest-tcp.subscribe"]["evidence"]["subscription"]["judged_on"] == "host"
     assert doc["diagnosis"]["status"] == here["diagnosis"]["status"] == "pass", agent.stderr[-2000:]
+
+
+@pytest.mark.parametrize("case", ["answers", "refused", "named-port"])
+def test_desktop_bridge_dials_the_port_the_host_listens_on(tmp_path, case):
+    """A real process named desktop-bridge with the environment Hydra gives it; its port is
+    judged by --port when given, else by asking the port itself (PONG, or refused)."""
+    from conftest import endpoint_of, running_server
+
+    from helixdiag.probes import REGISTRY, load
+
+    load()
+    bridge = tmp_path / "desktop-bridge"
+    bridge.symlink_to(sys.executable)  # /proc/PID/comm is the name it was started by
+    with running_server() as server:
+        port = endpoint_of(server).port if case != "refused" else free_port()
+        proc = subprocess.Popen([str(bridge), "-c", "import time; time.sleep(30)"],
+                                env={"HELIX_VIDEO_MODE": "scanout", "HELIX_FRAME_EXPORT_PORT": str(port),
+                                     "XDG_RUNTIME_DIR": str(tmp_path)})
+        try:
+            time.sleep(0.3)
+            cfg = RunConfig(side="guest", host="127.0.0.1", timeout=1.0)
+            cfg.sources = {"side": "--side", "host": "--host"}
+            if case == "named-port":
+                cfg.port, cfg.sources["port"] = port + 1, "--port"
+            result = runner.Runner(cfg, [REGISTRY["desktop-bridge.process"]]).run().probes[0]
+        finally:
+            proc.kill()
+            proc.wait(5)
+    assert result.evidence["process"]["pid"] == proc.pid, result.summary
+    assert result.evidence["environment"]["HELIX_VIDEO_MODE"] == "scanout"
+    if case == "answers":
+        assert result.status == "pass" and "answers PING" in result.summary, result.summary
+    else:
+        assert (result.status, result.failure_id) == ("fail", "bridge-wrong-port"), result.summary

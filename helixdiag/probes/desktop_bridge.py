@@ -45,8 +45,10 @@ def bridge_process(ctx: ProbeContext) -> Outcome:
         return skipped(f"{the_bridge.who()} has HELIX_VIDEO_MODE={mode or 'unset'}, not scanout: it takes its "
                        "video from vsockenc (Helix sets scanout when /run/helix-drm/drm.sock exists as the "
                        "desktop is created)", **evidence)
-    suffix = f": {why}" if right else f" ({why})"
-    return passed(f"{the_bridge.who()}: scanout mode, port {port} ({port_from}){suffix}", **evidence)
+    if right is None:
+        return skipped(f"{the_bridge.who()}: scanout mode, port {port} ({port_from}); whether the host listens "
+                       f"there cannot be told: {why} (give --port, the host's helix-port)", **evidence)
+    return passed(f"{the_bridge.who()}: scanout mode, port {port} ({port_from}): {why}", **evidence)
 
 
 @register("desktop-bridge.log", layer="desktop-bridge", side=Side.GUEST, timeout=60,

@@ -119,9 +119,10 @@ def _manager_addr(ctx: ProbeContext) -> tuple[str | None, str]:
     log = drm_log(ctx)
     if log is not None and log.qemu_addr:
         return log.qemu_addr, f"the manager's log ({ctx.config.drm_log})"
-    if env is not None or ctx.obs.exists(ctx.config.drm_socket):
-        return "10.0.2.2:15937", "the manager's default (no QEMU_ADDR set)"
-    return None, "no /etc/helix-drm-manager.env and no manager log"
+    if env is not None:
+        return "10.0.2.2:15937", "the manager's default (/etc/helix-drm-manager.env sets no QEMU_ADDR)"
+    # A desktop container sees the socket, not the VM's /etc: its setting is unknown here.
+    return None, "no /etc/helix-drm-manager.env here and no manager log"
 
 
 @register("drm-manager.config", layer="drm-manager", side=Side.GUEST, talks=True,

@@ -7,7 +7,7 @@ import contextlib
 import os
 
 from helixdiag import net, pipeline
-from helixdiag.client import ExchangeOptions, ping
+from helixdiag.client import ExchangeOptions
 from helixdiag.layers import Side, VideoPath
 from helixdiag.probes import register, scanout_path
 from helixdiag.probes.context import ProbeContext
@@ -102,12 +102,7 @@ def guest_ping(ctx: ProbeContext) -> Outcome:
     if port is None:
         return skipped("no port to dial")
     endpoint = net.Endpoint("tcp", host=host, port=port)
-    answer = scanout_path.answers(ctx, port) if host == ctx.config.host else None
-    if answer is None:
-        try:
-            answer = ping(endpoint, ctx.config.timeout)
-        except net.NetError as exc:
-            answer = exc
+    answer = scanout_path.answers(ctx, port)  # one PING per port per run, shared with the port checks
     if isinstance(answer, net.NetError):
         return failed("guest-tcp-refused" if answer.kind == "refused" else "guest-tcp-timeout",
                       f"{endpoint}: {answer}", endpoint=str(endpoint))

@@ -175,26 +175,24 @@ def qemu_network(ctx: ProbeContext) -> Outcome:
                   f"{', '.join(bound) or '127.0.0.1'} only", **evidence)
 
 
-@register("qemu.outputs", layer="qemu", side=Side.HOST, needs=("qemu.process",),
+@register("qemu.outputs", layer="qemu", side=Side.HOST, needs=("qemu.process",), path=VideoPath.SCANOUT,
           description="QEMU offers 16 display outputs, one scanout per desktop (max_outputs=16)")
 def qemu_outputs(ctx: ProbeContext) -> Outcome:
     q = ctx.topology.qemu
     if q is None:
         return _no_qemu(ctx)
-    if ctx.topology.kind == "socat":
-        return skipped("the socat topology (vsockenc's requests): scanouts are not used")
     outputs = q.config.max_outputs if q.config else None
     evidence = {"max_outputs": outputs, "expected": SCANOUT_OUTPUTS}
-    if outputs is None and q.config is not None and q.config.helix_port_raw is not None:
-        return failed("scanout-outputs-missing", f"QEMU pid {q.pid} has no max_outputs on its command line: one "
-                      f"display output (the console), no scanout for any desktop", **evidence)
-    if outputs is None:
+    if outputs is None and (q.config is None or q.config.helix_port_raw is None):
         return skipped("no virtio-gpu max_outputs on QEMU's command line (not a scanout-path VM?)", **evidence)
-    if outputs < SCANOUT_OUTPUTS:
-        report = failed if outputs <= 1 else warned
-        return report("scanout-outputs-missing", f"QEMU pid {q.pid} runs with max_outputs={outputs}: at most "
-                      f"{max(outputs - 1, 0)} desktops can have a scanout", **evidence)
-    return passed(f"max_outputs={outputs}: {outputs - 1} scanouts for desktops", **evidence)
+    if (outputs or 1) >= SCANOUT_OUTPUTS:
+        return passed(f"max_outputs={outputs}: {outputs - 1} scanouts for desktops", **evidence)
+    said = f"max_outputs={outputs}" if outputs else "no max_outputs on its command line"
+    summary = f"QEMU pid {q.pid} runs with {said}: at most {max((outputs or 1) - 1, 0)} desktops can have a scanout"
+    # Undecided (--mode auto, nothing said which path): a VM on the request path needs no outputs.
+    decided = scanout_path.decide(ctx).path == VideoPath.SCANOUT
+    report = failed if (outputs or 1) <= 1 and decided else warned
+    return report("scanout-outputs-missing", summary, **evidence)
 
 
 def _loopback(address: str) -> bool:
