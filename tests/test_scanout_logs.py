@@ -95,7 +95,11 @@ def test_each_fixture_gives_its_ids_and_facts(name, kind, ids, facts):
     assert summary.internal_errors == 0
     for finding in summary.findings:  # every finding says where: a line of the log
         assert finding.evidence.get("line") or finding.evidence.get("line_no"), finding
-    assert scan_file(LOGS / name, kind=kind).to_dict() == summary.to_dict()  # forced = detected
+    forced = scan_file(LOGS / name, kind=kind).to_dict()
+    detected = summary.to_dict()
+    for scan in (forced, detected):
+        scan.pop("source_age_s")  # the file's age when read: the two reads are moments apart
+    assert forced == detected  # forced = detected
     assert json.dumps(summary.to_dict())
 
 
