@@ -21,6 +21,7 @@ import os
 import re
 import select
 import shlex
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,9 +126,9 @@ def run_guest(prefix: str, args: list[str], *, connect_timeout: float = 20.0, ru
     except pexpect.ExceptionPexpect as exc:
         raise RemoteError(f"cannot start {argv[0]!r}: {exc}") from None
     try:
-        _send(child, build_script(args, mode=mode, program=program), prefix, deadline)
-        with contextlib.suppress(OSError):  # it may have ended already: expect() says how
-            child.sendeof()
+        # The script, then end-of-file, both written without blocking: a guest that ended (no
+        # python3) or hangs reads nothing, and a blocking write to its full pty never returns.
+        _send(child, build_script(args, mode=mode, program=program), prefix, deadline, end=_eof_char(child))
         patterns = [p for p, _ in PROMPTS] + [re.compile(BEGIN), pexpect.EOF, pexpect.TIMEOUT]
         wait = max(0.0, min(connect_timeout, deadline - time.monotonic()))
         index = child.expect(patterns, timeout=wait)
@@ -165,11 +166,19 @@ def run_guest(prefix: str, args: list[str], *, connect_timeout: float = 20.0, ru
     return RemoteResult(prefix, report, exit_code, stderr, time.monotonic() - started, agent)
 
 
-def _send(child: pexpect.spawn, text: str, prefix: str, deadline: float) -> None:
-    """Write the script into the pty without ever blocking past `deadline`: a prefix that
-    hangs reads nothing, and a pty holds only a few kilobytes. What the remote prints
-    meanwhile is read (a password prompt fails at once) and handed back to pexpect."""
-    fd, data, seen = child.child_fd, memoryview(text.encode("utf-8")), ""
+def _eof_char(child: pexpect.spawn) -> bytes:
+    """The pty's end-of-file character (what pexpect's sendeof writes), at the start of a line."""
+    try:
+        return b"\n" + termios.tcgetattr(child.child_fd)[6][termios.VEOF]
+    except (termios.error, OSError, TypeError):
+        return b"\n\x04"
+
+
+def _send(child: pexpect.spawn, text: str, prefix: str, deadline: float, end: bytes = b"") -> None:
+    """Write the script (and `end`) into the pty without ever blocking past `deadline`: a
+    prefix that hangs reads nothing, and a pty holds only a few kilobytes. What the remote
+    prints meanwhile is read (a password prompt fails at once) and handed back to pexpect."""
+    fd, data, seen = child.child_fd, memoryview(text.encode("utf-8") + end), ""
     os.set_blocking(fd, False)
     try:
         while data:

@@ -133,3 +133,17 @@ def test_installed_is_used_when_present_and_forced_builtin_is_not(tmp_path):
                       "--port", "9", "--timeout", "0.5", "--json", "-", cwd=tmp_path, timeout=90)
         agents[mode] = json.loads(res.stdout)["environment"]["places"]["guest"]["agent"]
     assert agents == {"auto": "installed", "builtin": "builtin"}
+
+
+def test_a_guest_that_ended_never_blocks_the_handover(tmp_path):
+    """The guest's shell ends at once (no python3) while the payload is still being written:
+    neither the rest of the script nor the end-of-file may block on the full pty (it did,
+    about one run in six, until the EOF went through the same non-blocking writer)."""
+    tools = {name: guest_tool(name) for name in ("sh", "mktemp", "sed", "rm")}
+    path = bin_dir(tmp_path / "bin", **tools)
+    for _ in range(12):
+        started = time.monotonic()
+        res = run_cli("run", "--guest", clean_prefix(path), "--guest-agent", "builtin", "--host", "127.0.0.1",
+                      "--port", "9", "--guest-timeout", "5", cwd=tmp_path, timeout=30)
+        assert res.returncode == 2 and "no python3" in res.stderr, res.stderr[-500:]
+        assert time.monotonic() - started < 10
